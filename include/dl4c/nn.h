@@ -82,7 +82,7 @@ bool dl4c_weight_init_parse(const char *s, dl4c_weight_init *out);
 
 typedef enum dl4c_pooling {
     DL4C_POOL_MAX = 0,      /* max over the window (default) */
-    DL4C_POOL_AVG,          /* mean over the window, padding cells counted as zeros excluded */
+    DL4C_POOL_AVG,          /* mean over the window (divides by kh*kw, padding counted, as PyTorch) */
     DL4C_POOLING_COUNT
 } dl4c_pooling;
 const char *dl4c_pooling_str(dl4c_pooling p);
@@ -112,7 +112,7 @@ typedef struct dl4c_layer_conf {
     float bias_init;             /* initial bias value (default 0) */
     float learning_rate;         /* > 0 overrides the network's learning rate for this layer */
     float l1, l2;                /* > 0 override the network's l1/l2 for this layer's weights */
-    const char *name;            /* optional label shown by summaries (not owned) */
+    char name[32];               /* optional label shown by summaries */
 } dl4c_layer_conf;
 
 #define dl4c_dense(...)       ((dl4c_layer_conf){ .type = DL4C_LAYER_DENSE, __VA_ARGS__ })
@@ -173,6 +173,12 @@ dl4c_status dl4c_net_new(const dl4c_net_conf *conf, dl4c_net **out);
 void dl4c_net_free(dl4c_net *net);
 const dl4c_net_conf *dl4c_net_conf_of(const dl4c_net *net);
 
+/* Number of layers. */
+int dl4c_net_n_layers(const dl4c_net *net);
+/* Sizes the batch buffers for minibatches of up to max_batch examples (done once; a larger
+ * batch later grows them, a smaller one reuses them). */
+dl4c_status dl4c_net_reserve(dl4c_net *net, int max_batch);
+
 /* Sets the number of BLAS threads this network's products use (default 1). */
 void dl4c_net_set_threads(dl4c_net *net, int threads);
 
@@ -222,7 +228,7 @@ void dl4c_net_param_import(const dl4c_net *net, int i, const float *file_layout,
 typedef struct dl4c_layer_info {
     dl4c_layer_type type;
     int64_t in_shape[3];    /* c, h, w of one example at the input */
-    int64_t out_shape[3];   /* c, h, w of one example at the output (dense: 1, 1, n) */
+    int64_t out_shape[3];   /* c, h, w of one example at the output (dense: n, 1, 1) */
     int64_t n_params;
 } dl4c_layer_info;
 dl4c_layer_info dl4c_net_layer_info(const dl4c_net *net, int layer);

@@ -1,0 +1,426 @@
+/* MultiLayerNetwork: a stack of layers over one flat parameter buffer, one gradient buffer in
+ * the same layout and one updater-state buffer. Batch-sized buffers (activations, deltas,
+ * scratch) are sized once by dl4c_net_reserve and reused for every minibatch. */
+#include "nn/layer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+struct dl4c_net {
+    dl4c_net_conf conf;              /* resolved copy of the configuration */
+    int n_layers;                    /* layers in use */
+    dl4c_layer layers[DL4C_MAX_LAYERS]; /* the stack */
+    const dl4c_backend *be;          /* kernels */
+    float *params;                   /* all parameters, layer by layer: weights then bias */
+    float *grads;                    /* gradients, same layout */
+    float *ustate;                   /* updater state: slots x n_params */
+    int64_t n_params;                /* floats in params */
+    int64_t n_state;                 /* floats in ustate */
+    int64_t step;                    /* updater steps taken (Adam's t) */
+    int max_batch;                   /* batch the buffers below are sized for */
+    float *acts[DL4C_MAX_LAYERS];    /* output of each layer, [max_batch, out_size] */
+    float *delta[2];                 /* ping-pong dL/d(activation), [max_batch, max size] */
+    float *saved;                    /* per-layer forward->backward scratch (one block) */
+    float *scratch;                  /* shared temporary scratch */
+    int64_t max_size;                /* largest per-example activation size (input included) */
+};
+
+const dl4c_layer_ops *dl4c_layer_ops_of(dl4c_layer_type t) {
+    switch (t) {
+    case DL4C_LAYER_DENSE: return &dl4c_dense_ops;
+    case DL4C_LAYER_CONV2D: return &dl4c_conv2d_ops;
+    case DL4C_LAYER_SUBSAMPLING: return &dl4c_subsampling_ops;
+    case DL4C_LAYER_OUTPUT: return &dl4c_output_ops;
+    default: return NULL;
+    }
+}
+
+static bool has_params(dl4c_layer_type t) { return t != DL4C_LAYER_SUBSAMPLING; }
+
+static dl4c_status check_nonneg(const char *path, float v) {
+    if (!(v >= 0) || isinf(v))
+        return dl4c_error(DL4C_ERR_CONFIG, "%s: expected a finite non-negative number, got %g", path, v);
+    return DL4C_OK;
+}
+
+dl4c_status dl4c_net_conf_resolve(dl4c_net_conf *c) {
+    dl4c_status s;
+    if (c->updater.type < 0 || c->updater.type >= DL4C_UPDATER_COUNT)
+        return dl4c_error(DL4C_ERR_CONFIG, "updater.type: unknown updater %d", (int)c->updater.type);
+    dl4c_updater_conf_resolve(&c->updater);
+    if (!(c->updater.learning_rate > 0) || isinf(c->updater.learning_rate))
+        return dl4c_error(DL4C_ERR_CONFIG, "updater.learning_rate: expected a positive number, got %g",
+                          c->updater.learning_rate);
+    if ((s = check_nonneg("l1", c->l1)) || (s = check_nonneg("l2", c->l2))) return s;
+    if (c->activation == DL4C_ACT_DEFAULT) c->activation = DL4C_SIGMOID;
+    if (c->weight_init == DL4C_INIT_DEFAULT) c->weight_init = DL4C_INIT_XAVIER;
+    if (c->activation < 0 || c->activation >= DL4C_ACTIVATION_COUNT)
+        return dl4c_error(DL4C_ERR_CONFIG, "activation: unknown activation %d", (int)c->activation);
+    if (c->weight_init < 0 || c->weight_init >= DL4C_WEIGHT_INIT_COUNT)
+        return dl4c_error(DL4C_ERR_CONFIG, "weight_init: unknown weight init %d", (int)c->weight_init);
+
+    int in[3];
+    dl4c_input_conf *ic = &c->input;
+    if (ic->features > 0) {
+        if (ic->channels > 1 || ic->height > 1 || ic->width > 1)
+            return dl4c_error(DL4C_ERR_CONFIG, "input: give either features or channels/height/width");
+        ic->channels = ic->features; ic->height = 1; ic->width = 1;
+    }
+    if (ic->channels <= 0 || ic->height <= 0 || ic->width <= 0)
+        return dl4c_error(DL4C_ERR_CONFIG,
+                          "input: expected positive channels, height and width (or features), got %dx%dx%d",
+                          ic->channels, ic->height, ic->width);
+    in[0] = ic->channels; in[1] = ic->height; in[2] = ic->width;
+
+    if (c->n_layers <= 0 || c->n_layers > DL4C_MAX_LAYERS)
+        return dl4c_error(DL4C_ERR_CONFIG, "layers: expected 1..%d layers, got %d", DL4C_MAX_LAYERS,
+                          c->n_layers);
+    for (int i = 0; i < c->n_layers; i++) {
+        dl4c_layer_conf *l = &c->layers[i];
+        char path[32];
+        snprintf(path, sizeof path, "layers[%d]", i);
+        const dl4c_layer_ops *ops = dl4c_layer_ops_of(l->type);
+        if (!ops) return dl4c_error(DL4C_ERR_CONFIG, "%s.type: missing or unknown layer type", path);
+        if (l->type == DL4C_LAYER_OUTPUT && i != c->n_layers - 1)
+            return dl4c_error(DL4C_ERR_CONFIG, "%s.type: an output layer must be the last layer", path);
+        if (i == c->n_layers - 1 && l->type != DL4C_LAYER_OUTPUT)
+            return dl4c_error(DL4C_ERR_CONFIG, "%s.type: the last layer must be an output layer, got %s",
+                              path, dl4c_layer_type_str(l->type));
+        if (has_params(l->type)) {
+            if (l->activation == DL4C_ACT_DEFAULT)
+                l->activation = l->type == DL4C_LAYER_OUTPUT ? DL4C_SOFTMAX : c->activation;
+            if (l->weight_init == DL4C_INIT_DEFAULT) l->weight_init = c->weight_init;
+        }
+        if (l->activation < 0 || l->activation >= DL4C_ACTIVATION_COUNT)
+            return dl4c_error(DL4C_ERR_CONFIG, "%s.activation: unknown activation %d", path, (int)l->activation);
+        if (l->weight_init < 0 || l->weight_init >= DL4C_WEIGHT_INIT_COUNT)
+            return dl4c_error(DL4C_ERR_CONFIG, "%s.weight_init: unknown weight init %d", path,
+                              (int)l->weight_init);
+        if (l->type != DL4C_LAYER_OUTPUT && l->loss != DL4C_LOSS_DEFAULT)
+            return dl4c_error(DL4C_ERR_CONFIG, "%s.loss: only an output layer has a loss", path);
+        char sub[48];
+        snprintf(sub, sizeof sub, "%s.learning_rate", path);
+        if ((s = check_nonneg(sub, l->learning_rate))) return s;
+        snprintf(sub, sizeof sub, "%s.l1", path);
+        if ((s = check_nonneg(sub, l->l1))) return s;
+        snprintf(sub, sizeof sub, "%s.l2", path);
+        if ((s = check_nonneg(sub, l->l2))) return s;
+        int out[3];
+        if ((s = ops->resolve(l, in, out, path))) return s;
+        if (out[0] <= 0 || out[1] <= 0 || out[2] <= 0)
+            return dl4c_error(DL4C_ERR_CONFIG, "%s: output shape %dx%dx%d is empty", path, out[0], out[1], out[2]);
+        memcpy(in, out, sizeof in);
+    }
+
+    dl4c_training_conf *t = &c->training;
+    if (t->epochs == 0) t->epochs = 1;
+    if (t->batch_size_per_worker == 0) t->batch_size_per_worker = 32;
+    if (t->workers == 0) t->workers = 1;
+    if (t->averaging_frequency == 0) t->averaging_frequency = 5;
+    if (t->block_momentum == 0 && t->workers > 0) t->block_momentum = 1.0f - 1.0f / (float)t->workers;
+    if (t->block_learning_rate == 0) t->block_learning_rate = 1.0f;
+    if (t->epochs < 0) return dl4c_error(DL4C_ERR_CONFIG, "training.epochs: expected a positive integer, got %d", t->epochs);
+    if (t->batch_size_per_worker < 0)
+        return dl4c_error(DL4C_ERR_CONFIG, "training.batch_size_per_worker: expected a positive integer, got %d",
+                          t->batch_size_per_worker);
+    if (t->workers < 0 || t->workers > 1024)
+        return dl4c_error(DL4C_ERR_CONFIG, "training.workers: expected 1..1024, got %d", t->workers);
+    if (t->averaging_frequency < 0)
+        return dl4c_error(DL4C_ERR_CONFIG, "training.averaging_frequency: expected a positive integer, got %d",
+                          t->averaging_frequency);
+    if (t->prefetch < 0 || t->prefetch > 1024)
+        return dl4c_error(DL4C_ERR_CONFIG, "training.prefetch: expected 0..1024, got %d", t->prefetch);
+    if (t->averaging < 0 || t->averaging >= DL4C_AVERAGING_COUNT)
+        return dl4c_error(DL4C_ERR_CONFIG, "training.averaging: unknown mode %d", (int)t->averaging);
+    if (!(t->block_momentum >= 0 && t->block_momentum < 1))
+        return dl4c_error(DL4C_ERR_CONFIG, "training.block_momentum: expected a number in [0, 1), got %g",
+                          t->block_momentum);
+    if (!(t->block_learning_rate > 0) || isinf(t->block_learning_rate))
+        return dl4c_error(DL4C_ERR_CONFIG, "training.block_learning_rate: expected a positive number, got %g",
+                          t->block_learning_rate);
+    return DL4C_OK;
+}
+
+static void free_batch_buffers(dl4c_net *net) {
+    for (int i = 0; i < net->n_layers; i++) { dl4c_free(net->acts[i]); net->acts[i] = NULL; }
+    dl4c_free(net->delta[0]); dl4c_free(net->delta[1]);
+    dl4c_free(net->saved); dl4c_free(net->scratch);
+    net->delta[0] = net->delta[1] = net->saved = net->scratch = NULL;
+    net->max_batch = 0;
+}
+
+/* Sizes every batch-dependent buffer for batches of up to n examples. */
+static dl4c_status net_reserve(dl4c_net *net, int n) {
+    if (n <= net->max_batch) return DL4C_OK;
+    free_batch_buffers(net);
+    int64_t saved = 0, scratch = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        dl4c_layer *l = &net->layers[i];
+        saved += l->ops->saved_floats(l, n);
+        const int64_t s = l->ops->scratch_floats(l, n);
+        if (s > scratch) scratch = s;
+    }
+    bool ok = true;
+    for (int i = 0; i < net->n_layers; i++)
+        ok &= (net->acts[i] = dl4c_alloc(sizeof(float) * (size_t)(n * net->layers[i].out_size))) != NULL;
+    ok &= (net->delta[0] = dl4c_alloc(sizeof(float) * (size_t)(n * net->max_size))) != NULL;
+    ok &= (net->delta[1] = dl4c_alloc(sizeof(float) * (size_t)(n * net->max_size))) != NULL;
+    ok &= (net->saved = dl4c_alloc(sizeof(float) * (size_t)(saved ? saved : 1))) != NULL;
+    ok &= (net->scratch = dl4c_alloc(sizeof(float) * (size_t)(scratch ? scratch : 1))) != NULL;
+    if (!ok) {
+        free_batch_buffers(net);
+        return dl4c_error(DL4C_ERR_NOMEM, "network: out of memory for a batch of %d", n);
+    }
+    int64_t off = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        dl4c_layer *l = &net->layers[i];
+        l->saved = net->saved + off;
+        off += l->ops->saved_floats(l, n);
+        l->scratch = net->scratch;
+    }
+    net->max_batch = n;
+    return DL4C_OK;
+}
+
+dl4c_status dl4c_net_reserve(dl4c_net *net, int max_batch) {
+    if (max_batch <= 0) return dl4c_error(DL4C_ERR_INVALID_ARG, "network: batch size must be positive, got %d", max_batch);
+    return net_reserve(net, max_batch);
+}
+
+dl4c_status dl4c_net_new(const dl4c_net_conf *conf, dl4c_net **out) {
+    *out = NULL;
+    dl4c_net *net = dl4c_calloc(sizeof *net);
+    if (!net) return dl4c_error(DL4C_ERR_NOMEM, "network: out of memory");
+    net->conf = *conf;
+    dl4c_status s = dl4c_net_conf_resolve(&net->conf);
+    if (s) { dl4c_free(net); return s; }
+    net->be = dl4c_backend_cpu();
+    net->n_layers = net->conf.n_layers;
+    int in[3] = {net->conf.input.channels, net->conf.input.height, net->conf.input.width};
+    int64_t off = 0;
+    net->max_size = (int64_t)in[0] * in[1] * in[2];
+    for (int i = 0; i < net->n_layers; i++) {
+        dl4c_layer *l = &net->layers[i];
+        l->index = i;
+        l->conf = net->conf.layers[i];
+        l->ops = dl4c_layer_ops_of(l->conf.type);
+        l->be = net->be;
+        memcpy(l->in, in, sizeof in);
+        char path[32];
+        snprintf(path, sizeof path, "layers[%d]", i);
+        s = l->ops->resolve(&l->conf, l->in, l->out, path);
+        DL4C_ASSERT(s == DL4C_OK);  /* conf_resolve already checked it */
+        if (l->conf.type == DL4C_LAYER_CONV2D || l->conf.type == DL4C_LAYER_SUBSAMPLING) {
+            int oh, ow;
+            s = dl4c_window_resolve(&l->conf, l->in, &oh, &ow, l->pad, path);
+            DL4C_ASSERT(s == DL4C_OK);
+        }
+        l->in_size = (int64_t)l->in[0] * l->in[1] * l->in[2];
+        l->out_size = (int64_t)l->out[0] * l->out[1] * l->out[2];
+        if (l->out_size > net->max_size) net->max_size = l->out_size;
+        l->ops->count(&l->conf, l->in, &l->n_weights, &l->n_bias);
+        l->offset = off;
+        off += l->n_weights + l->n_bias;
+        memcpy(in, l->out, sizeof in);
+    }
+    net->n_params = off;
+    net->n_state = off * dl4c_updater_state_per_param(net->conf.updater.type);
+    net->params = dl4c_calloc(sizeof(float) * (size_t)(off ? off : 1));
+    net->grads = dl4c_calloc(sizeof(float) * (size_t)(off ? off : 1));
+    net->ustate = dl4c_calloc(sizeof(float) * (size_t)(net->n_state ? net->n_state : 1));
+    if (!net->params || !net->grads || !net->ustate) {
+        dl4c_net_free(net);
+        return dl4c_error(DL4C_ERR_NOMEM, "network: out of memory for %lld parameters", (long long)off);
+    }
+    for (int i = 0; i < net->n_layers; i++) {
+        dl4c_layer *l = &net->layers[i];
+        l->w = net->params + l->offset;
+        l->b = l->w + l->n_weights;
+        l->dw = net->grads + l->offset;
+        l->db = l->dw + l->n_weights;
+        dl4c_rng rng = dl4c_rng_make(net->conf.seed, DL4C_STREAM_INIT, (uint64_t)i, 0);
+        l->ops->init(l, &rng);
+    }
+    s = net_reserve(net, net->conf.training.batch_size_per_worker);
+    if (s) { dl4c_net_free(net); return s; }
+    *out = net;
+    return DL4C_OK;
+}
+
+void dl4c_net_free(dl4c_net *net) {
+    if (!net) return;
+    free_batch_buffers(net);
+    dl4c_free(net->params);
+    dl4c_free(net->grads);
+    dl4c_free(net->ustate);
+    dl4c_free(net);
+}
+
+const dl4c_net_conf *dl4c_net_conf_of(const dl4c_net *net) { return &net->conf; }
+void dl4c_net_set_threads(dl4c_net *net, int threads) { net->be->set_threads(threads); }
+int64_t dl4c_net_input_size(const dl4c_net *net) { return net->layers[0].in_size; }
+int64_t dl4c_net_output_size(const dl4c_net *net) { return net->layers[net->n_layers - 1].out_size; }
+float *dl4c_net_params(dl4c_net *net) { return net->params; }
+float *dl4c_net_gradients(dl4c_net *net) { return net->grads; }
+float *dl4c_net_updater_state(dl4c_net *net) { return net->ustate; }
+int64_t dl4c_net_n_params(const dl4c_net *net) { return net->n_params; }
+int64_t dl4c_net_n_updater_state(const dl4c_net *net) { return net->n_state; }
+int64_t dl4c_net_step(const dl4c_net *net) { return net->step; }
+void dl4c_net_set_step(dl4c_net *net, int64_t step) { net->step = step; }
+int dl4c_net_n_layers(const dl4c_net *net) { return net->n_layers; }
+
+static void forward(dl4c_net *net, const float *x, int n) {
+    const float *in = x;
+    for (int i = 0; i < net->n_layers; i++) {
+        dl4c_layer *l = &net->layers[i];
+        l->ops->forward(l, in, net->acts[i], n);
+        in = net->acts[i];
+    }
+}
+
+static float layer_l1(const dl4c_net *net, const dl4c_layer *l) { return l->conf.l1 > 0 ? l->conf.l1 : net->conf.l1; }
+static float layer_l2(const dl4c_net *net, const dl4c_layer *l) { return l->conf.l2 > 0 ? l->conf.l2 : net->conf.l2; }
+
+/* 0.5 l2 |W|^2 + l1 |W|_1 over every layer's weights (biases are not regularized, as DL4J). */
+static double reg_score(const dl4c_net *net) {
+    double r = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const dl4c_layer *l = &net->layers[i];
+        const float l1 = layer_l1(net, l), l2 = layer_l2(net, l);
+        if (l1 == 0 && l2 == 0) continue;
+        double s1 = 0, s2 = 0;
+        for (int64_t k = 0; k < l->n_weights; k++) { s1 += fabs(l->w[k]); s2 += (double)l->w[k] * l->w[k]; }
+        r += l1 * s1 + 0.5 * l2 * s2;
+    }
+    return r;
+}
+
+static dl4c_status check_batch(dl4c_net *net, const float *x, int n) {
+    if (n <= 0 || !x) return dl4c_error(DL4C_ERR_INVALID_ARG, "network: empty batch (n = %d)", n);
+    return net_reserve(net, n);
+}
+
+dl4c_status dl4c_net_output(dl4c_net *net, const float *x, int n, float *out) {
+    dl4c_status s = check_batch(net, x, n);
+    if (s) return s;
+    forward(net, x, n);
+    memcpy(out, net->acts[net->n_layers - 1], sizeof(float) * (size_t)(n * dl4c_net_output_size(net)));
+    return DL4C_OK;
+}
+
+dl4c_status dl4c_net_score(dl4c_net *net, const float *x, const float *y, int n, float *score) {
+    dl4c_status s = check_batch(net, x, n);
+    if (s) return s;
+    forward(net, x, n);
+    const dl4c_layer *o = &net->layers[net->n_layers - 1];
+    *score = (float)(dl4c_output_loss(o, net->acts[net->n_layers - 1], y, n) + reg_score(net));
+    return DL4C_OK;
+}
+
+dl4c_status dl4c_net_compute_gradient(dl4c_net *net, const float *x, const float *y, int n, float *score) {
+    dl4c_status s = check_batch(net, x, n);
+    if (s) return s;
+    forward(net, x, n);
+    const int last = net->n_layers - 1;
+    dl4c_layer *o = &net->layers[last];
+    const double loss = dl4c_output_loss(o, net->acts[last], y, n);
+    if (score) *score = (float)(loss + reg_score(net));
+    float *d = net->delta[0], *dnext = net->delta[1];
+    dl4c_output_delta(o, net->acts[last], y, n, d);
+    for (int i = last; i >= 0; i--) {
+        dl4c_layer *l = &net->layers[i];
+        const float *in = i ? net->acts[i - 1] : x;
+        l->ops->backward(l, in, net->acts[i], d, i ? dnext : NULL, n);
+        float *t = d; d = dnext; dnext = t;
+    }
+    /* Regularization gradients on weights: g += l2 w + l1 sign(w). */
+    for (int i = 0; i < net->n_layers; i++) {
+        dl4c_layer *l = &net->layers[i];
+        const float l1 = layer_l1(net, l), l2 = layer_l2(net, l);
+        if (l1 == 0 && l2 == 0) continue;
+        for (int64_t k = 0; k < l->n_weights; k++) {
+            const float w = l->w[k];
+            l->dw[k] += l2 * w + l1 * (float)((w > 0) - (w < 0));
+        }
+    }
+    if (!isfinite(loss))
+        return dl4c_error(DL4C_ERR_NUMERIC, "network: the loss is %s (layer %d, %s output)",
+                          isnan(loss) ? "NaN" : "infinite", last, dl4c_layer_type_str(o->conf.type));
+    return DL4C_OK;
+}
+
+void dl4c_net_apply_update(dl4c_net *net) {
+    net->step++;
+    const int slots = dl4c_updater_state_per_param(net->conf.updater.type);
+    for (int i = 0; i < net->n_layers; i++) {
+        dl4c_layer *l = &net->layers[i];
+        const int64_t n = l->n_weights + l->n_bias;
+        if (!n) continue;
+        const float lr = l->conf.learning_rate > 0 ? l->conf.learning_rate : net->conf.updater.learning_rate;
+        float *state = slots ? net->ustate + l->offset : NULL;
+        dl4c_updater_step(&net->conf.updater, lr, net->step, net->params + l->offset,
+                          net->grads + l->offset, state, n, net->n_params);
+    }
+}
+
+dl4c_status dl4c_net_fit(dl4c_net *net, const float *x, const float *y, int n, float *score) {
+    dl4c_status s = dl4c_net_compute_gradient(net, x, y, n, score);
+    if (s) return s;
+    dl4c_net_apply_update(net);
+    return DL4C_OK;
+}
+
+int dl4c_net_n_param_tensors(const dl4c_net *net) {
+    int t = 0;
+    for (int i = 0; i < net->n_layers; i++) t += net->layers[i].n_weights + net->layers[i].n_bias > 0 ? 2 : 0;
+    return t;
+}
+
+/* Finds layer and tensor kind (0 weight, 1 bias) of the i-th parameter tensor. */
+static const dl4c_layer *param_tensor_layer(const dl4c_net *net, int i, int *kind) {
+    for (int k = 0; k < net->n_layers; k++) {
+        const dl4c_layer *l = &net->layers[k];
+        if (l->n_weights + l->n_bias == 0) continue;
+        if (i < 2) { *kind = i; return l; }
+        i -= 2;
+    }
+    DL4C_ASSERT(!"parameter tensor index out of range");
+    return NULL;
+}
+
+dl4c_param_info dl4c_net_param_tensor(const dl4c_net *net, int i) {
+    int kind;
+    const dl4c_layer *l = param_tensor_layer(net, i, &kind);
+    dl4c_param_info p = {0};
+    snprintf(p.name, sizeof p.name, "layers.%d.%s", l->index, kind ? "bias" : "weight");
+    l->ops->param_shape(l, kind, &p.ndim, p.shape, &p.transposed);
+    p.offset = l->offset + (kind ? l->n_weights : 0);
+    p.size = kind ? l->n_bias : l->n_weights;
+    return p;
+}
+
+void dl4c_net_param_export(const dl4c_net *net, int i, const float *flat, float *file) {
+    const dl4c_param_info p = dl4c_net_param_tensor(net, i);
+    const float *src = flat + p.offset;
+    if (!p.transposed) { memcpy(file, src, sizeof(float) * (size_t)p.size); return; }
+    const int64_t rows = p.shape[0], cols = p.shape[1];   /* file [out, in], internal [in, out] */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) file[r * cols + c] = src[c * rows + r];
+}
+
+void dl4c_net_param_import(const dl4c_net *net, int i, const float *file, float *flat) {
+    const dl4c_param_info p = dl4c_net_param_tensor(net, i);
+    float *dst = flat + p.offset;
+    if (!p.transposed) { memcpy(dst, file, sizeof(float) * (size_t)p.size); return; }
+    const int64_t rows = p.shape[0], cols = p.shape[1];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) dst[c * rows + r] = file[r * cols + c];
+}
+
+dl4c_layer_info dl4c_net_layer_info(const dl4c_net *net, int i) {
+    const dl4c_layer *l = &net->layers[i];
+    dl4c_layer_info info = {.type = l->conf.type, .n_params = l->n_weights + l->n_bias};
+    for (int d = 0; d < 3; d++) { info.in_shape[d] = l->in[d]; info.out_shape[d] = l->out[d]; }
+    return info;
+}
