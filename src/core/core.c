@@ -54,13 +54,17 @@ dl4c_status dl4c_error(dl4c_status s, const char *fmt, ...) {
 }
 
 dl4c_status dl4c_error_prefix(dl4c_status s, const char *fmt, ...) {
-    char prefix[DL4C_ERRBUF], old[DL4C_ERRBUF];
+    char prefix[DL4C_ERRBUF / 2], old[DL4C_ERRBUF];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, errbuf, sizeof old);
-    snprintf(errbuf, sizeof errbuf, "%s: %s", prefix, old);
+    const size_t n = strlen(prefix);
+    memcpy(errbuf, prefix, n);
+    errbuf[n] = ':';
+    errbuf[n + 1] = ' ';
+    snprintf(errbuf + n + 2, sizeof errbuf - n - 2, "%s", old);
     return s;
 }
 

@@ -63,7 +63,8 @@ dl4c_status dl4c_net_conf_resolve(dl4c_net_conf *c) {
     int in[3];
     dl4c_input_conf *ic = &c->input;
     if (ic->features > 0) {
-        if (ic->channels > 1 || ic->height > 1 || ic->width > 1)
+        const bool resolved = ic->channels == ic->features && ic->height == 1 && ic->width == 1;
+        if (!resolved && (ic->channels > 0 || ic->height > 0 || ic->width > 0))
             return dl4c_error(DL4C_ERR_CONFIG, "input: give either features or channels/height/width");
         ic->channels = ic->features; ic->height = 1; ic->width = 1;
     }

@@ -1,0 +1,66 @@
+/* dl4c communicators: how data-parallel workers talk. One interface, several transports:
+ *   local  worker threads in one process sharing memory (the embedded default, like local[*])
+ *   mpi    OpenMPI ranks on one or many hosts (mpirun -np N dl4c train --dist mpi ...)
+ *   (nccl  GPUs, with the CUDA backend)
+ * Every reduction sums in rank order (0, 1, 2, ...) for every element, never in arrival
+ * order, so all transports give bit-identical results for the same inputs. */
+#ifndef DL4C_DIST_H
+#define DL4C_DIST_H
+
+#include "dl4c/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum dl4c_dtype { DL4C_F32 = 0, DL4C_F64, DL4C_I64, DL4C_DTYPE_COUNT } dl4c_dtype;
+typedef enum dl4c_reduce_op { DL4C_REDUCE_SUM = 0, DL4C_REDUCE_MAX, DL4C_REDUCE_OP_COUNT } dl4c_reduce_op;
+
+typedef struct dl4c_comm dl4c_comm;
+
+/* The transport's functions; a communicator is { ops, its state }. */
+typedef struct dl4c_comm_ops {
+    const char *name;                                          /* "local", "mpi", ... */
+    int (*rank)(const dl4c_comm *c);                           /* 0..size-1 */
+    int (*size)(const dl4c_comm *c);                           /* number of workers */
+    /* In place: buf[i] = op over ranks r = 0, 1, ... of buf_r[i] (sums in rank order). */
+    dl4c_status (*allreduce)(dl4c_comm *c, void *buf, int64_t n, dl4c_dtype t, dl4c_reduce_op op);
+    /* bytes from root to every rank. */
+    dl4c_status (*broadcast)(dl4c_comm *c, void *buf, size_t bytes, int root);
+    dl4c_status (*barrier)(dl4c_comm *c);
+    void (*free)(dl4c_comm *c);
+} dl4c_comm_ops;
+
+struct dl4c_comm {
+    const dl4c_comm_ops *ops;   /* transport */
+    void *impl;                 /* transport state */
+};
+
+static inline int dl4c_comm_rank(const dl4c_comm *c) { return c->ops->rank(c); }
+static inline int dl4c_comm_size(const dl4c_comm *c) { return c->ops->size(c); }
+static inline dl4c_status dl4c_comm_allreduce(dl4c_comm *c, void *buf, int64_t n, dl4c_dtype t,
+                                              dl4c_reduce_op op) {
+    return c->ops->allreduce(c, buf, n, t, op);
+}
+static inline dl4c_status dl4c_comm_broadcast(dl4c_comm *c, void *buf, size_t bytes, int root) {
+    return c->ops->broadcast(c, buf, bytes, root);
+}
+static inline dl4c_status dl4c_comm_barrier(dl4c_comm *c) { return c->ops->barrier(c); }
+static inline void dl4c_comm_free(dl4c_comm *c) { if (c) c->ops->free(c); }
+
+/* ---- local: threads of one process ----
+ * A group of `size` communicators, one per worker thread (comms[r] for rank r). Free each
+ * with dl4c_comm_free after the threads are joined; the group goes with the last one. */
+dl4c_status dl4c_comm_local_group(int size, dl4c_comm **comms /* size entries */);
+
+/* ---- mpi ---- (only in builds with MPI; DL4C_ERR_UNSUPPORTED otherwise)
+ * Initialises MPI if needed (MPI_Init_thread) and wraps MPI_COMM_WORLD. */
+dl4c_status dl4c_comm_mpi_world(dl4c_comm **out);
+/* Finalises MPI if dl4c initialised it. */
+void dl4c_mpi_finalize(void);
+bool dl4c_have_mpi(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

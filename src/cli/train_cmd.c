@@ -1,0 +1,528 @@
+/* dl4c train: configuration + data -> trained model, with local threads or MPI ranks. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char *const train_help =
+    "usage: dl4c train CONFIG [options]\n"
+    "\n"
+    "Trains the network of CONFIG (JSON or YAML) with parameter averaging over workers, then\n"
+    "prints the test-set evaluation (as DL4J's Evaluation.stats()).\n"
+    "\n"
+    "data:\n"
+    "  --data DIR                    MNIST layout: train-images-idx3-ubyte[.gz], t10k-... and labels\n"
+    "  --train PATH --test PATH      IDX images file (labels found beside it) or CSV file\n"
+    "  --label-column N              CSV: 0-based label column (default: last; negative counts from the end)\n"
+    "  --header                      CSV: the first line is a header (default: detected)\n"
+    "  --regression                  CSV: label columns are real-valued targets\n"
+    "  --label-columns N             CSV regression: number of target columns (default 1)\n"
+    "  --classes K                   CSV classification: number of classes (default: max label + 1)\n"
+    "training (override the config's \"training\" section):\n"
+    "  --epochs N                    epochs\n"
+    "  --workers N                   data-parallel workers (threads, or ranks with --dist mpi)\n"
+    "  --batch-size-per-worker N     examples per minibatch per worker\n"
+    "  --averaging-frequency N       minibatches per worker between parameter averagings\n"
+    "  --averaging plain|bmuf        averaging mode (bmuf: block momentum, Chen & Huo 2016)\n"
+    "  --prefetch N                  minibatches prepared ahead by a thread per worker\n"
+    "  --save-updater / --no-save-updater   average and keep the updater state\n"
+    "  --seed N                      seed for initialisation, shuffling and partitioning\n"
+    "  --threads N                   BLAS threads in all (default: 1 per worker; one worker gets\n"
+    "                                all N); worker threads x BLAS threads never exceed N\n"
+    "  --dist local|mpi              local threads (default) or MPI ranks (mpirun -np N dl4c train --dist mpi ...)\n"
+    "output:\n"
+    "  -o, --output MODEL            write the trained model (safetensors) to MODEL\n"
+    "  --metrics-out FILE            one JSON line per round and per epoch (loss, accuracy,\n"
+    "                                examples/s, seconds, per-worker fit/wait/average times)\n"
+    "  --checkpoint-every M          write a checkpoint every M averaging rounds\n"
+    "  --checkpoint PATH             checkpoint file (default: MODEL.ckpt, or dl4c-checkpoint.safetensors)\n"
+    "  --resume PATH                 continue from a checkpoint or model file written by dl4c train\n"
+    "  --json                        print the final evaluation as JSON\n"
+    "  -q, --quiet                   no progress output\n"
+    "\n"
+    "SIGINT/SIGTERM finish the current round, write a checkpoint and exit 130; a second one exits at once.\n";
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_signal(int sig) {
+    if (stop_requested) {   /* second signal: leave now (files are written by rename, so none is torn) */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_requested = 1;
+}
+
+typedef struct train_ctx {
+    bool quiet, tty;               /* no progress / progress bar on a terminal */
+    FILE *metrics;                 /* --metrics-out, or NULL */
+    int epochs;                    /* for the progress line */
+    double last_log;               /* time of the last plain progress line */
+    double *fit, *wait, *avg;      /* per-worker totals over the run */
+    int workers;
+    const char *checkpoint_path;   /* where checkpoints go */
+    uint64_t seed;
+    char *final_stats;             /* evaluation text of the last epoch */
+    char *final_json;
+    double final_accuracy;
+} train_ctx;
+
+static void on_round(void *p, const dl4c_round_info *r) {
+    train_ctx *c = p;
+    if (c->metrics) {
+        fprintf(c->metrics, "{\"type\":\"round\",\"epoch\":%d,\"round\":%lld,\"rounds\":%lld,\"loss\":%.6g,"
+                "\"examples\":%lld,\"seconds\":%.4f,\"fit_s\":[", r->epoch + 1, (long long)r->round,
+                (long long)r->rounds, isfinite(r->loss) ? r->loss : 0, (long long)r->examples_done, r->seconds);
+        for (int w = 0; w < r->workers; w++) fprintf(c->metrics, "%s%.5f", w ? "," : "", r->worker_times[3 * w]);
+        fprintf(c->metrics, "],\"wait_s\":[");
+        for (int w = 0; w < r->workers; w++) fprintf(c->metrics, "%s%.5f", w ? "," : "", r->worker_times[3 * w + 1]);
+        fprintf(c->metrics, "],\"avg_s\":[");
+        for (int w = 0; w < r->workers; w++) fprintf(c->metrics, "%s%.5f", w ? "," : "", r->worker_times[3 * w + 2]);
+        fprintf(c->metrics, "]}\n");
+    }
+    if (c->quiet) return;
+    const double rate = r->seconds > 0 ? r->examples_done / r->seconds : 0;
+    const double eta = rate > 0 ? (r->examples_total - r->examples_done) / rate : 0;
+    if (c->tty) {
+        const int width = 30;
+        const int done = (int)(width * r->round / (r->rounds ? r->rounds : 1));
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
+        bar[width] = '\0';
+        fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld  %.0f ex/s  loss %.4f  ETA %.0fs ", r->epoch + 1,
+                c->epochs, bar, (long long)r->examples_done, (long long)r->examples_total, rate, r->loss, eta);
+        if (r->round == r->rounds) fputc('\n', stderr);
+    } else {
+        const double now = dl4c_now();
+        if (now - c->last_log >= 10.0 || r->round == r->rounds) {
+            c->last_log = now;
+            fprintf(stderr, "dl4c train: epoch %d/%d round %lld/%lld  %lld/%lld examples  %.0f ex/s  loss %.4f  ETA %.0fs\n",
+                    r->epoch + 1, c->epochs, (long long)r->round, (long long)r->rounds,
+                    (long long)r->examples_done, (long long)r->examples_total, rate, r->loss, eta);
+        }
+    }
+}
+
+static void on_epoch(void *p, const dl4c_epoch_info *e) {
+    train_ctx *c = p;
+    const double acc = e->eval ? dl4c_eval_accuracy(e->eval) : NAN;
+    for (int w = 0; w < e->workers && w < c->workers; w++) {
+        c->fit[w] += e->worker_fit_s[w];
+        c->wait[w] += e->worker_wait_s[w];
+        c->avg[w] += e->worker_avg_s[w];
+    }
+    if (c->metrics) {
+        fprintf(c->metrics, "{\"type\":\"epoch\",\"epoch\":%d,\"loss\":%.6g,", e->epoch + 1, isfinite(e->loss) ? e->loss : 0);
+        if (e->eval) fprintf(c->metrics, "\"accuracy\":%.6f,", acc);
+        else fprintf(c->metrics, "\"accuracy\":null,");
+        if (e->regeval) fprintf(c->metrics, "\"mse\":%.6g,", dl4c_regeval_mse(e->regeval, 0));
+        fprintf(c->metrics, "\"examples\":%lld,\"examples_per_s\":%.1f,\"seconds\":%.3f,\"rounds\":%lld,\"workers\":%d,\"fit_s\":[",
+                (long long)e->examples, e->examples_per_s, e->seconds, (long long)e->rounds, e->workers);
+        for (int w = 0; w < e->workers; w++) fprintf(c->metrics, "%s%.4f", w ? "," : "", e->worker_fit_s[w]);
+        fprintf(c->metrics, "],\"wait_s\":[");
+        for (int w = 0; w < e->workers; w++) fprintf(c->metrics, "%s%.4f", w ? "," : "", e->worker_wait_s[w]);
+        fprintf(c->metrics, "],\"avg_s\":[");
+        for (int w = 0; w < e->workers; w++) fprintf(c->metrics, "%s%.4f", w ? "," : "", e->worker_avg_s[w]);
+        fprintf(c->metrics, "]}\n");
+        fflush(c->metrics);
+    }
+    if (!c->quiet) {
+        fprintf(stderr, "dl4c train: epoch %d done: loss %.4f, %.0f examples/s, %.1f s", e->epoch + 1, e->loss,
+                e->examples_per_s, e->seconds);
+        if (e->eval) fprintf(stderr, ", test accuracy %.4f", acc);
+        if (e->regeval) fprintf(stderr, ", test MSE %.6g", dl4c_regeval_mse(e->regeval, 0));
+        fputc('\n', stderr);
+    }
+    free(c->final_stats); free(c->final_json);
+    c->final_stats = c->final_json = NULL;
+    if (e->eval) {
+        dl4c_eval_stats(e->eval, &c->final_stats);
+        dl4c_eval_to_json(e->eval, &c->final_json);
+        c->final_accuracy = acc;
+    } else if (e->regeval) {
+        dl4c_regeval_stats(e->regeval, &c->final_stats);
+        dl4c_regeval_to_json(e->regeval, &c->final_json);
+    }
+}
+
+static void on_checkpoint(void *p, const char *path, const dl4c_train_state *s) {
+    train_ctx *c = p;
+    if (!c->quiet)
+        fprintf(stderr, "%sdl4c train: checkpoint written to %s (epoch %d, round %lld)\n", c->tty ? "\n" : "",
+                c->checkpoint_path, s->epoch + 1, (long long)s->round);
+}
+
+static dl4c_progress progress_of(const dl4c_net *net, const dl4c_train_state *s, int workers) {
+    const dl4c_net_conf *conf = dl4c_net_conf_of(net);
+    return (dl4c_progress){.epoch = s->epoch, .round = s->round, .iteration = s->iteration,
+                           .seed = conf->seed, .workers = workers, .loss = s->loss,
+                           .has_updater = dl4c_net_n_updater_state(net) > 0};
+}
+
+static dl4c_status write_checkpoint(void *p, const dl4c_net *net, const dl4c_train_state *s) {
+    train_ctx *c = p;
+    dl4c_progress pr = progress_of(net, s, c->workers);
+    return dl4c_model_save(net, &pr, c->checkpoint_path);
+}
+
+/* ---- MPI data: each rank keeps only its own rows of the files ---- */
+typedef struct file_data {
+    const char *train_path, *test_path;  /* files */
+    const dl4c_csv_opts *csv;
+    dl4c_dataset *part;                  /* this rank's rows of the epoch, in training order */
+    dl4c_dataset *test_shard;            /* this rank's rows of the test file */
+    int64_t *identity;                   /* 0..n-1 */
+} file_data;
+
+static int cmp_pair(const void *a, const void *b) {
+    const int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
+    return (x > y) - (x < y);
+}
+
+/* Reads the file in chunks and keeps `rows` (in the given order): memory holds one chunk and
+ * this rank's rows, never the whole file. */
+static dl4c_status file_acquire(void *p, int worker, const int64_t *rows, int64_t n,
+                                const dl4c_dataset **ds, const int64_t **idx) {
+    file_data *d = p;
+    dl4c_dataset_free(d->part);
+    d->part = NULL;
+    dl4c_free(d->identity);
+    d->identity = NULL;
+    int64_t total;
+    dl4c_status s = cli_count(d->train_path, d->csv, &total);
+    if (s) return s;
+    int64_t *pairs = malloc(sizeof(int64_t) * 2 * (size_t)(n ? n : 1));
+    d->identity = dl4c_alloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!pairs || !d->identity) { free(pairs); return dl4c_error(DL4C_ERR_NOMEM, "out of memory"); }
+    for (int64_t i = 0; i < n; i++) { pairs[2 * i] = rows[i]; pairs[2 * i + 1] = i; d->identity[i] = i; }
+    qsort(pairs, (size_t)n, 2 * sizeof(int64_t), cmp_pair);
+    const int64_t chunk = total / 8 + 1;
+    dl4c_tensor *f = NULL, *l = NULL;
+    int n_classes = 0;
+    int64_t j = 0;
+    for (int64_t start = 0; start < total && j < n && !s; start += chunk) {
+        dl4c_dataset *c = NULL;
+        const int64_t cnt = start + chunk <= total ? chunk : total - start;
+        if (pairs[2 * j] >= start + cnt) continue;
+        if ((s = cli_load_range(d->train_path, d->csv, start, cnt, &c))) break;
+        if (!f) {
+            int64_t fs[DL4C_MAX_DIMS], ls[2] = {n, c->labels->shape[1]};
+            memcpy(fs, c->features->shape, sizeof fs);
+            fs[0] = n;
+            f = dl4c_tensor_new(c->features->ndim, fs);
+            l = dl4c_tensor_new(2, ls);
+            n_classes = c->n_classes;
+            if (!f || !l) { dl4c_dataset_free(c); s = DL4C_ERR_NOMEM; break; }
+        }
+        const int64_t fr = dl4c_tensor_row_size(f), lr = l->shape[1];
+        for (; j < n && pairs[2 * j] < start + cnt; j++) {
+            const int64_t src = pairs[2 * j] - start, dst = pairs[2 * j + 1];
+            memcpy(f->data + dst * fr, c->features->data + src * fr, sizeof(float) * (size_t)fr);
+            memcpy(l->data + dst * lr, c->labels->data + src * lr, sizeof(float) * (size_t)lr);
+        }
+        dl4c_dataset_free(c);
+    }
+    free(pairs);
+    if (!s && (!f || !l)) {   /* no rows for this rank: an empty dataset of the right width */
+        dl4c_dataset *c = NULL;
+        if (!(s = cli_load_range(d->train_path, d->csv, 0, 1, &c))) {
+            int64_t fs[DL4C_MAX_DIMS], ls[2] = {0, c->labels->shape[1]};
+            memcpy(fs, c->features->shape, sizeof fs);
+            fs[0] = 0;
+            f = dl4c_tensor_new(c->features->ndim, fs);
+            l = dl4c_tensor_new(2, ls);
+            n_classes = c->n_classes;
+            dl4c_dataset_free(c);
+        }
+    }
+    if (s) { dl4c_tensor_free(f); dl4c_tensor_free(l); return s; }
+    if ((s = dl4c_dataset_new(f, l, n_classes, &d->part))) return s;
+    *ds = d->part;
+    *idx = d->identity;
+    return DL4C_OK;
+}
+
+static void file_release(void *p, int worker) {
+    file_data *d = p;
+    dl4c_dataset_free(d->part);
+    d->part = NULL;
+    dl4c_free(d->identity);
+    d->identity = NULL;
+}
+
+static dl4c_status file_test_shard(void *p, int worker, int workers, const dl4c_dataset **ds) {
+    file_data *d = p;
+    *ds = NULL;
+    if (!d->test_path || !d->test_path[0]) return DL4C_OK;
+    if (!d->test_shard) {
+        int64_t n;
+        dl4c_status s = cli_count(d->test_path, d->csv, &n);
+        if (s) return s;
+        const int64_t lo = n * worker / workers, hi = n * (worker + 1) / workers;
+        if ((s = cli_load_range(d->test_path, d->csv, lo, hi - lo, &d->test_shard))) return s;
+    }
+    *ds = d->test_shard;
+    return DL4C_OK;
+}
+
+int cmd_train(int argc, char **argv) {
+    const char *cmd = "train";
+    enum { O_DATA = 256, O_TRAIN, O_TEST, O_EPOCHS, O_WORKERS, O_BATCH, O_FREQ, O_PREFETCH, O_SAVEUPD,
+           O_NOSAVEUPD, O_SEED, O_THREADS, O_METRICS, O_CKEVERY, O_CKPATH, O_RESUME, O_DIST, O_JSON,
+           O_LABELCOL, O_HEADER, O_REGRESSION, O_LABELCOLS, O_CLASSES, O_AVERAGING };
+    static const struct option longopts[] = {
+        {"help", no_argument, 0, 'h'}, {"data", required_argument, 0, O_DATA},
+        {"train", required_argument, 0, O_TRAIN}, {"test", required_argument, 0, O_TEST},
+        {"epochs", required_argument, 0, O_EPOCHS}, {"workers", required_argument, 0, O_WORKERS},
+        {"batch-size-per-worker", required_argument, 0, O_BATCH},
+        {"averaging-frequency", required_argument, 0, O_FREQ}, {"prefetch", required_argument, 0, O_PREFETCH},
+        {"save-updater", no_argument, 0, O_SAVEUPD}, {"no-save-updater", no_argument, 0, O_NOSAVEUPD},
+        {"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
+        {"output", required_argument, 0, 'o'}, {"metrics-out", required_argument, 0, O_METRICS},
+        {"checkpoint-every", required_argument, 0, O_CKEVERY}, {"checkpoint", required_argument, 0, O_CKPATH},
+        {"resume", required_argument, 0, O_RESUME}, {"dist", required_argument, 0, O_DIST},
+        {"json", no_argument, 0, O_JSON}, {"quiet", no_argument, 0, 'q'},
+        {"label-column", required_argument, 0, O_LABELCOL}, {"header", no_argument, 0, O_HEADER},
+        {"regression", no_argument, 0, O_REGRESSION}, {"label-columns", required_argument, 0, O_LABELCOLS},
+        {"classes", required_argument, 0, O_CLASSES}, {"averaging", required_argument, 0, O_AVERAGING},
+        {0, 0, 0, 0}};
+    cli_data_opts data = {.csv = dl4c_csv_opts_default()};
+    int epochs = 0, workers = 0, batch = 0, freq = 0, prefetch = -1, save_updater = -1, threads = 0;
+    int ck_every = 0, json = 0, quiet = 0, have_seed = 0;
+    long long seed = 0;
+    const char *output = NULL, *metrics_path = NULL, *ck_path = NULL, *resume = NULL, *dist = "local";
+    const char *averaging = NULL;
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "ho:q", longopts, NULL)) != -1) {
+        int v;
+        switch (opt) {
+        case 'h': fputs(train_help, stdout); return EXIT_OK;
+        case O_DATA: data.dir = optarg; break;
+        case O_TRAIN: data.train = optarg; break;
+        case O_TEST: data.test = optarg; break;
+        case O_EPOCHS: if (!cli_parse_int(cmd, "--epochs", optarg, false, &epochs)) return EXIT_USAGE; break;
+        case O_WORKERS: if (!cli_parse_int(cmd, "--workers", optarg, false, &workers)) return EXIT_USAGE; break;
+        case O_BATCH: if (!cli_parse_int(cmd, "--batch-size-per-worker", optarg, false, &batch)) return EXIT_USAGE; break;
+        case O_FREQ: if (!cli_parse_int(cmd, "--averaging-frequency", optarg, false, &freq)) return EXIT_USAGE; break;
+        case O_PREFETCH: if (!cli_parse_int(cmd, "--prefetch", optarg, true, &prefetch)) return EXIT_USAGE; break;
+        case O_SAVEUPD: save_updater = 1; break;
+        case O_NOSAVEUPD: save_updater = 0; break;
+        case O_SEED: {
+            char *end;
+            seed = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || seed < 0) return cli_usage_error(cmd, "--seed: expected a non-negative integer, got \"%s\"", optarg);
+            have_seed = 1;
+            break;
+        }
+        case O_THREADS: if (!cli_parse_int(cmd, "--threads", optarg, false, &threads)) return EXIT_USAGE; break;
+        case 'o': output = optarg; break;
+        case O_METRICS: metrics_path = optarg; break;
+        case O_CKEVERY: if (!cli_parse_int(cmd, "--checkpoint-every", optarg, false, &ck_every)) return EXIT_USAGE; break;
+        case O_CKPATH: ck_path = optarg; break;
+        case O_RESUME: resume = optarg; break;
+        case O_DIST: dist = optarg; break;
+        case O_JSON: json = 1; break;
+        case 'q': quiet = 1; break;
+        case O_LABELCOL: {
+            char *end;
+            long x = strtol(optarg, &end, 10);
+            if (!*optarg || *end) return cli_usage_error(cmd, "--label-column: expected an integer, got \"%s\"", optarg);
+            data.csv.label_column = (int)x;
+            break;
+        }
+        case O_HEADER: data.csv.header = true; break;
+        case O_REGRESSION: data.csv.regression = true; break;
+        case O_LABELCOLS: if (!cli_parse_int(cmd, "--label-columns", optarg, false, &v)) return EXIT_USAGE; data.csv.n_label_columns = v; break;
+        case O_CLASSES: if (!cli_parse_int(cmd, "--classes", optarg, false, &v)) return EXIT_USAGE; data.csv.n_classes = v; break;
+        case O_AVERAGING: averaging = optarg; break;
+        case '?':
+        default:
+            if (optopt) return cli_usage_error(cmd, "option -%c: unknown or missing its value", optopt);
+            return cli_usage_error(cmd, "unknown option \"%s\"", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error(cmd, optind >= argc ? "missing CONFIG" : "expected one CONFIG, got extra \"%s\"",
+                               optind < argc ? argv[argc - 1] : "");
+    const char *config_path = argv[optind];
+    if (data.dir && (data.train || data.test))
+        return cli_usage_error(cmd, "give either --data DIR or --train/--test, not both");
+    if (!data.dir && !data.train) return cli_usage_error(cmd, "no training data: give --data DIR or --train PATH");
+    const bool use_mpi = !strcmp(dist, "mpi");
+    if (!use_mpi && strcmp(dist, "local")) return cli_usage_error(cmd, "--dist: expected local or mpi, got \"%s\"", dist);
+
+    dl4c_net_conf conf;
+    dl4c_status s = dl4c_config_load(config_path, &conf);
+    if (s) return cli_fail(cmd, s);
+    dl4c_training_conf *t = &conf.training;
+    if (epochs) t->epochs = epochs;
+    if (workers) t->workers = workers;
+    if (batch) t->batch_size_per_worker = batch;
+    if (freq) t->averaging_frequency = freq;
+    if (prefetch >= 0) t->prefetch = prefetch;
+    if (save_updater >= 0) t->save_updater = save_updater;
+    if (have_seed) conf.seed = (uint64_t)seed;
+    if (averaging && !dl4c_averaging_parse(averaging, &t->averaging))
+        return cli_usage_error(cmd, "--averaging: expected plain or bmuf, got \"%s\"", averaging);
+
+    dl4c_comm *comm = NULL;
+    int rank = 0;
+    if (use_mpi) {
+        if ((s = dl4c_comm_mpi_world(&comm))) return cli_fail(cmd, s);
+        rank = dl4c_comm_rank(comm);
+        if (workers && workers != dl4c_comm_size(comm)) {
+            int code = cli_usage_error(cmd, "--workers %d but mpirun started %d ranks", workers, dl4c_comm_size(comm));
+            dl4c_comm_free(comm);
+            dl4c_mpi_finalize();
+            return code;
+        }
+        t->workers = dl4c_comm_size(comm);
+        if (rank != 0) quiet = 1;
+    }
+    dl4c_net *net = NULL;
+    dl4c_dataset *train = NULL, *test = NULL;
+    FILE *metrics = NULL;
+    char default_ck[4096];
+    train_ctx ctx = {.quiet = quiet, .tty = isatty(2), .final_accuracy = NAN};
+    int code = EXIT_OK;
+    if ((s = dl4c_net_new(&conf, &net))) { code = cli_fail(cmd, s); goto out; }
+    const dl4c_net_conf *rc = dl4c_net_conf_of(net);
+    ctx.epochs = rc->training.epochs;
+    ctx.workers = rc->training.workers;
+    ctx.fit = calloc((size_t)ctx.workers, sizeof(double));
+    ctx.wait = calloc((size_t)ctx.workers, sizeof(double));
+    ctx.avg = calloc((size_t)ctx.workers, sizeof(double));
+    if (!ck_path) {
+        if (output) snprintf(default_ck, sizeof default_ck, "%s.ckpt", output);
+        else snprintf(default_ck, sizeof default_ck, "dl4c-checkpoint.safetensors");
+        ck_path = default_ck;
+    }
+    ctx.checkpoint_path = ck_path;
+
+    dl4c_train_state resume_state = {0};
+    if (resume) {
+        dl4c_progress pr;
+        int64_t step = 0;
+        if ((s = dl4c_model_read_params(resume, net, dl4c_net_params(net), dl4c_net_updater_state(net), NULL, &step, &pr))) {
+            code = cli_fail(cmd, s);
+            goto out;
+        }
+        if (pr.workers != rc->training.workers || pr.seed != rc->seed) {
+            dl4c_error(DL4C_ERR_INVALID_ARG, "--resume %s: it was written by a run with %d workers and seed %llu; "
+                       "this run has %d workers and seed %llu (resuming needs the same)", resume, pr.workers,
+                       (unsigned long long)pr.seed, rc->training.workers, (unsigned long long)rc->seed);
+            code = cli_fail(cmd, DL4C_ERR_INVALID_ARG);
+            goto out;
+        }
+        dl4c_net_set_step(net, step);
+        resume_state = (dl4c_train_state){.epoch = pr.epoch, .round = pr.round, .iteration = pr.iteration, .loss = pr.loss};
+        if (!quiet) fprintf(stderr, "dl4c train: resuming from %s at epoch %d, round %lld\n", resume, pr.epoch + 1, (long long)pr.round);
+    }
+    /* Check the outputs can be written before spending time on training. */
+    if (rank == 0 && metrics_path && !(metrics = fopen(metrics_path, "w"))) {
+        dl4c_error(DL4C_ERR_IO, "--metrics-out %s: %s", metrics_path, strerror(errno));
+        code = cli_fail(cmd, DL4C_ERR_IO);
+        goto out;
+    }
+    ctx.metrics = metrics;
+    if (rank == 0 && output) {
+        char probe[4200];
+        snprintf(probe, sizeof probe, "%s.probe.XXXXXX", output);
+        int fd = mkstemp(probe);
+        if (fd < 0) {
+            dl4c_error(DL4C_ERR_IO, "-o %s: cannot write there: %s", output, strerror(errno));
+            code = cli_fail(cmd, DL4C_ERR_IO);
+            goto out;
+        }
+        close(fd);
+        unlink(probe);
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    dl4c_train_opts opts = {
+        .threads = threads,
+        .listener = {.on_round = on_round, .on_epoch = on_epoch, .on_checkpoint = on_checkpoint, .ctx = &ctx},
+        .checkpoint_every = ck_every, .checkpoint = write_checkpoint, .checkpoint_ctx = &ctx,
+        .resume = resume ? &resume_state : NULL, .stop = &stop_requested,
+    };
+    dl4c_train_state state;
+    const double t0 = dl4c_now();
+    if (!use_mpi) {
+        if ((s = cli_load_data(&data, &train, &test))) { code = cli_fail(cmd, s); goto out; }
+        if ((s = cli_check_data(net, train, "training data")) || (test && (s = cli_check_data(net, test, "test data")))) {
+            code = cli_fail(cmd, s);
+            goto out;
+        }
+        if (!quiet)
+            fprintf(stderr, "dl4c train: %lld parameters, %lld training examples, %d worker(s), batch %d per worker, "
+                    "averaging every %d, %d epoch(s)\n", (long long)dl4c_net_n_params(net),
+                    (long long)dl4c_dataset_count(train), rc->training.workers, rc->training.batch_size_per_worker,
+                    rc->training.averaging_frequency, rc->training.epochs);
+        s = dl4c_train_local(net, train, test, &opts, &state);
+    } else {
+        char tp[4096], sp[4096];
+        if ((s = cli_data_paths(&data, tp, sp, sizeof tp))) { code = cli_fail(cmd, s); goto out; }
+        file_data fd = {.train_path = tp, .test_path = sp, .csv = &data.csv};
+        int64_t n_train = 0;
+        s = cli_count(tp, &data.csv, &n_train);
+        if (!s) {
+            dl4c_train_data td = {.n_train = n_train, .acquire = file_acquire, .release = file_release,
+                                  .test_shard = file_test_shard, .ctx = &fd};
+            dl4c_net_set_threads(net, threads > 0 ? threads : 1);
+            if (!quiet)
+                fprintf(stderr, "dl4c train: MPI, %d ranks, %lld parameters, %lld training examples\n",
+                        dl4c_comm_size(comm), (long long)dl4c_net_n_params(net), (long long)n_train);
+            s = dl4c_train_worker(comm, net, &td, &opts, &state);
+        }
+        dl4c_dataset_free(fd.part);
+        dl4c_dataset_free(fd.test_shard);
+        dl4c_free(fd.identity);
+    }
+    if (s == DL4C_ERR_INTERRUPTED) {
+        if (rank == 0)
+            fprintf(stderr, "dl4c train: interrupted; checkpoint in %s. Resume with the same command and --resume %s\n",
+                    ck_path, ck_path);
+        code = EXIT_INTERRUPTED;
+        goto out;
+    }
+    if (s) { code = cli_fail(cmd, s); goto out; }
+    if (rank == 0) {
+        const double secs = dl4c_now() - t0;
+        if (!quiet) {
+            fprintf(stderr, "dl4c train: done in %.1f s. Time per worker (fit / wait / average, seconds):\n", secs);
+            for (int w = 0; w < ctx.workers; w++)
+                fprintf(stderr, "  worker %d: %8.2f %8.2f %8.2f\n", w, ctx.fit[w], ctx.wait[w], ctx.avg[w]);
+        }
+        if (output) {
+            dl4c_progress pr = progress_of(net, &state, rc->training.workers);
+            if ((s = dl4c_model_save(net, &pr, output))) { code = cli_fail(cmd, s); goto out; }
+            if (!quiet) fprintf(stderr, "dl4c train: model written to %s\n", output);
+        }
+        if (json && ctx.final_json) printf("%s\n", ctx.final_json);
+        else if (ctx.final_stats) printf("%s\n", ctx.final_stats);
+        fflush(stdout);
+    }
+out:
+    if (metrics) fclose(metrics);
+    free(ctx.fit); free(ctx.wait); free(ctx.avg);
+    free(ctx.final_stats); free(ctx.final_json);
+    dl4c_dataset_free(train);
+    dl4c_dataset_free(test);
+    dl4c_net_free(net);
+    dl4c_config_free_strings(&conf);
+    if (comm) {
+        dl4c_comm_free(comm);
+        dl4c_mpi_finalize();
+    }
+    return code;
+}
