@@ -73,8 +73,8 @@ static void cpu_act_forward(dl4c_activation a, float *x, int64_t rows, int64_t l
     const int64_t n = rows * len;
     switch (a) {
     case DL4C_IDENTITY: break;
-    case DL4C_RELU: for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0.0f; break;
-    case DL4C_LEAKYRELU: for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : LEAKY_ALPHA * x[i]; break;
+    case DL4C_RELU: for (int64_t i = 0; i < n; i++) x[i] = x[i] < 0 ? 0.0f : x[i]; break;  /* NaN passes */
+    case DL4C_LEAKYRELU: for (int64_t i = 0; i < n; i++) x[i] = x[i] < 0 ? LEAKY_ALPHA * x[i] : x[i]; break;
     case DL4C_SIGMOID: for (int64_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i])); break;
     case DL4C_TANH: for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i]); break;
     case DL4C_SOFTMAX:

@@ -12,9 +12,8 @@ bool cli_is_csv(const char *path) {
 }
 
 static dl4c_status labels_for(const char *path, char *labels, size_t n) {
-    dl4c_status s = dl4c_idx_labels_path(path, labels, n);
-    if (s) return dl4c_error_prefix(s, "%s: no labels file beside it", path);
-    return DL4C_OK;
+    /* its messages name the images file and the labels files looked for */
+    return dl4c_idx_labels_path(path, labels, n);
 }
 
 dl4c_status cli_load_file(const char *path, const dl4c_csv_opts *csv, dl4c_dataset **out) {

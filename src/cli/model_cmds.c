@@ -40,7 +40,9 @@ enum { O_DATA = 256, O_TEST, O_JSON, O_INPUT, O_FORMAT, O_LABELCOL, O_HEADER, O_
        O_CLASSES, O_BATCH };
 
 static int bad_option(const char *cmd, char **argv) {
-    if (optopt) return cli_usage_error(cmd, "option -%c: unknown or missing its value", optopt);
+    if (optopt > 0 && optopt < 256) return cli_usage_error(cmd, "option -%c: unknown or missing its value", optopt);
+    /* a long option without its value: getopt_long sets optopt to the option's (>= 256) code */
+    if (optopt) return cli_usage_error(cmd, "option %s: missing its value", argv[optind - 1]);
     return cli_usage_error(cmd, "unknown option \"%s\"", argv[optind - 1]);
 }
 

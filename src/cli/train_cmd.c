@@ -344,7 +344,8 @@ int cmd_train(int argc, char **argv) {
         case O_AVERAGING: averaging = optarg; break;
         case '?':
         default:
-            if (optopt) return cli_usage_error(cmd, "option -%c: unknown or missing its value", optopt);
+            if (optopt > 0 && optopt < 256) return cli_usage_error(cmd, "option -%c: unknown or missing its value", optopt);
+            if (optopt) return cli_usage_error(cmd, "option %s: missing its value", argv[optind - 1]);
             return cli_usage_error(cmd, "unknown option \"%s\"", argv[optind - 1]);
         }
     }
@@ -459,7 +460,11 @@ int cmd_train(int argc, char **argv) {
     const double t0 = dl4c_now();
     if (!use_mpi) {
         if ((s = cli_load_data(&data, &train, &test))) { code = cli_fail(cmd, s); goto out; }
-        if ((s = cli_check_data(net, train, "training data")) || (test && (s = cli_check_data(net, test, "test data")))) {
+        char tp[4096], sp[4096], what_train[4200], what_test[4200];
+        if ((s = cli_data_paths(&data, tp, sp, sizeof tp))) { code = cli_fail(cmd, s); goto out; }
+        snprintf(what_train, sizeof what_train, "training data %s", tp);
+        snprintf(what_test, sizeof what_test, "test data %s", sp);
+        if ((s = cli_check_data(net, train, what_train)) || (test && (s = cli_check_data(net, test, what_test)))) {
             code = cli_fail(cmd, s);
             goto out;
         }
