@@ -2,6 +2,7 @@
 #   make          build (Release with debug info) into build/
 #   make demo     train the seed's LeNet on Fashion-MNIST and print the evaluation
 #   make test     install what is missing, build, run every test (ctest)
+#   make bench    benchmarks: tables on stdout, JSON in bench/results/latest.json
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -24,6 +25,10 @@ demo: setup build
 
 test: setup build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Benchmarks (not tests: these machines are noisy). BENCH_ARGS=--quick for the short set.
+bench: setup build
+	python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

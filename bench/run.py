@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""make bench: dl4c's benchmarks, printed as tables and written to bench/results/latest.json.
+
+Interpreter: python3 on PATH (the PyPI one; standard library only). Each section runs the
+`dl4c` command (build/dl4c) on the real Fashion-MNIST (/usr/share/datasets/fashion-mnist) and
+reads its --metrics-out JSON lines; ratios are always against a peer measured in the same run.
+
+Sections:
+  averaging    parameter averaging on this machine: rounds/s, share of time spent averaging
+               and waiting, speed-up of 2 local workers over 1 (1 epoch each)
+  convergence  the seed's settings (LeNet, batch 32 per worker, averaging every 5,
+               save_updater) with 1, 2 and 4 workers: test accuracy per epoch (plain averaging
+               and bmuf), and how many epochs 2 workers need to reach 1 worker's final accuracy
+Other sections (speed against PyTorch, Spark rounds) are added by their own scripts in bench/.
+
+usage: bench/run.py [--quick] [--sections a,b] [--epochs N] [--build DIR]
+"""
+import argparse, json, os, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def train(dl4c, metrics, *args):
+    cmd = [dl4c, "train", os.path.join(ROOT, "examples/lenet.json"), "--data", DATA, "-q",
+           "--metrics-out", metrics, *map(str, args)]
+    t0 = time.time()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.time() - t0
+    lines = [json.loads(l) for l in open(metrics)]
+    return [l for l in lines if l["type"] == "round"], [l for l in lines if l["type"] == "epoch"], wall
+
+
+def averaging(dl4c, tmp, quick):
+    rows = {}
+    for w in (1, 2):
+        rounds, epochs, wall = train(dl4c, f"{tmp}/avg{w}.jsonl", "--epochs", 1, "--workers", w,
+                                     "--threads", 2 if w == 1 else w)
+        e = epochs[0]
+        fit, wait, avg = sum(e["fit_s"]) / w, sum(e["wait_s"]) / w, sum(e["avg_s"]) / w
+        tot = fit + wait + avg
+        rows[w] = {"workers": w, "examples_per_s": e["examples_per_s"], "rounds": e["rounds"],
+                   "rounds_per_s": e["rounds"] / e["seconds"], "seconds": e["seconds"],
+                   "share_fit": fit / tot, "share_wait": wait / tot, "share_averaging": avg / tot,
+                   "accuracy": e["accuracy"]}
+    speedup = rows[2]["examples_per_s"] / rows[1]["examples_per_s"]
+    print("\n== parameter averaging (LeNet, batch 32/worker, averaging every 5, 1 epoch, "
+          f"{os.cpu_count()} cores) ==")
+    print(f"{'workers':>7} {'examples/s':>11} {'rounds/s':>9} {'fit':>6} {'wait':>6} {'average':>8} {'accuracy':>9}")
+    for w, r in rows.items():
+        print(f"{w:>7} {r['examples_per_s']:>11.0f} {r['rounds_per_s']:>9.1f} {r['share_fit']:>6.1%} "
+              f"{r['share_wait']:>6.1%} {r['share_averaging']:>8.2%} {r['accuracy']:>9.4f}")
+    print(f"speed-up of 2 workers over 1 (examples/s, 1 BLAS thread each vs 2 BLAS threads): {speedup:.2f}x")
+    return {"rows": list(rows.values()), "speedup_2_over_1": speedup}
+
+
+def convergence(dl4c, tmp, epochs):
+    out = {}
+    runs = [("plain", 1), ("plain", 2), ("plain", 4), ("bmuf", 2), ("bmuf", 4)]
+    for mode, w in runs:
+        _, ep, wall = train(dl4c, f"{tmp}/conv_{mode}{w}.jsonl", "--epochs", epochs, "--workers", w,
+                            "--threads", min(w, 2) if w > 1 else 1, "--averaging", mode)
+        out[f"{mode}_{w}"] = {"mode": mode, "workers": w, "accuracy": [e["accuracy"] for e in ep],
+                              "seconds": wall}
+    print(f"\n== convergence: test accuracy per epoch (seed's settings, {epochs} epochs) ==")
+    print(f"{'run':>10} " + " ".join(f"{'ep' + str(i + 1):>7}" for i in range(epochs)))
+    for k, r in out.items():
+        print(f"{k:>10} " + " ".join(f"{a:>7.4f}" for a in r["accuracy"]))
+    # Epochs 2 workers need to reach 1 worker's final accuracy (continuing up to 3x as many).
+    target = out["plain_1"]["accuracy"][-1]
+    _, ep, _ = train(dl4c, f"{tmp}/conv_long2.jsonl", "--epochs", 3 * epochs, "--workers", 2,
+                     "--threads", 2)
+    acc = [e["accuracy"] for e in ep]
+    reached = next((i + 1 for i, a in enumerate(acc) if a >= target), None)
+    print(f"2 workers reach 1 worker's {epochs}-epoch accuracy {target:.4f} after: "
+          f"{reached if reached else 'not within ' + str(3 * epochs)} epochs "
+          f"(accuracy per epoch: {' '.join(f'{a:.4f}' for a in acc)})")
+    return {"runs": out, "target": target, "two_workers_long": acc, "epochs_to_reach": reached}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="averaging only, no convergence runs")
+    ap.add_argument("--sections", default="averaging,convergence")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    a = ap.parse_args()
+    dl4c = os.path.join(a.build, "dl4c")
+    sections = a.sections.split(",") if not a.quick else ["averaging"]
+    results = {"machine": {"cores": os.cpu_count(), "uname": " ".join(os.uname())},
+               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = os.path.join(ROOT, "bench/results/latest.json")
+    if os.path.exists(path):
+        try:
+            results = {**json.load(open(path)), **results}
+        except ValueError:
+            pass
+    with tempfile.TemporaryDirectory() as tmp:
+        if "averaging" in sections:
+            results["averaging"] = averaging(dl4c, tmp, a.quick)
+        if "convergence" in sections:
+            results["convergence"] = convergence(dl4c, tmp, a.epochs)
+    tmp_path = path + ".tmp"
+    json.dump(results, open(tmp_path, "w"), indent=1)
+    os.replace(tmp_path, path)
+    print(f"\nwritten to {os.path.relpath(path, ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
