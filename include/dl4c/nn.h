@@ -158,6 +158,10 @@ typedef struct dl4c_net_conf {
     int n_layers;                   /* number of entries used in layers[] */
     dl4c_layer_conf layers[DL4C_MAX_LAYERS];
     dl4c_training_conf training;    /* used by dl4c_train and the command line */
+    dl4c_device device;             /* where the network runs: cpu (default) or cuda */
+    int device_index;               /* cuda:N (default 0) */
+    bool allow_tf32;                /* cuda: TF32 tensor-core math in products and convolutions
+                                       (default off, so results match the CPU within rounding) */
 } dl4c_net_conf;
 
 /* Fills zero fields with their defaults and checks the whole configuration, inferring each
@@ -168,7 +172,9 @@ dl4c_status dl4c_net_conf_resolve(dl4c_net_conf *conf);
 /* ---- MultiLayerNetwork ---- */
 typedef struct dl4c_net dl4c_net;   /* opaque */
 
-/* Builds and initialises a network (weights drawn from conf->seed). The conf is copied. */
+/* Builds and initialises a network (weights drawn from conf->seed) on conf->device. The conf
+ * is copied. A CUDA device in a build without CUDA, or on a machine without a GPU, fails with
+ * DL4C_ERR_UNSUPPORTED ("no CUDA device available"). */
 dl4c_status dl4c_net_new(const dl4c_net_conf *conf, dl4c_net **out);
 void dl4c_net_free(dl4c_net *net);
 const dl4c_net_conf *dl4c_net_conf_of(const dl4c_net *net);
@@ -200,10 +206,23 @@ dl4c_status dl4c_net_compute_gradient(dl4c_net *net, const float *x, const float
 /* Applies the updater to the current gradient (one step). */
 void dl4c_net_apply_update(dl4c_net *net);
 
-/* The flat buffers: parameters, gradients (same layout), updater state. */
+/* The flat buffers: parameters, gradients (same layout), updater state, in host memory.
+ * On the CPU they are the buffers the network computes with. On a GPU they are host mirrors:
+ * each getter first copies the device buffer down if the device changed it since, and what
+ * the caller writes through the pointer is copied up at the next call into the network
+ * (fit, output, score, ...). A pointer kept across such calls goes stale on a GPU: get it
+ * again, or call dl4c_net_sync_host after the calls and before reading or writing it. */
 float *dl4c_net_params(dl4c_net *net);
 float *dl4c_net_gradients(dl4c_net *net);
 float *dl4c_net_updater_state(dl4c_net *net);
+/* Makes all three host buffers current and hands them to the caller as the getters do (the
+ * next call into the network copies them up). A no-op on the CPU. */
+void dl4c_net_sync_host(dl4c_net *net);
+/* The device the network runs on, and its index (cuda:N). */
+dl4c_device dl4c_net_device(const dl4c_net *net, int *index);
+/* Reads the score of the last dl4c_net_fit / compute_gradient (loss + regularization). On a
+ * GPU a fit called with score == NULL does not wait for the step; this waits and reads. */
+dl4c_status dl4c_net_last_score(dl4c_net *net, float *score);
 int64_t dl4c_net_n_params(const dl4c_net *net);
 int64_t dl4c_net_n_updater_state(const dl4c_net *net);
 /* Updater step counter (Adam's t); part of the updater state for averaging and saving. */

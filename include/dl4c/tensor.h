@@ -13,6 +13,12 @@ extern "C" {
 
 typedef enum dl4c_device { DL4C_DEVICE_CPU = 0, DL4C_DEVICE_CUDA = 1, DL4C_DEVICE_COUNT } dl4c_device;
 const char *dl4c_device_str(dl4c_device d);
+/* Parses "cpu", "cuda" (index 0) or "cuda:N" into *d and *index; false if malformed. */
+bool dl4c_device_parse(const char *s, dl4c_device *d, int *index);
+/* True in builds with the CUDA backend (cmake -DDL4C_CUDA=ON). */
+bool dl4c_have_cuda(void);
+/* GPUs this process can use (0 without CUDA, without a GPU or without a driver). */
+int dl4c_cuda_device_count(void);
 
 typedef struct dl4c_tensor {
     float *data;                    /* first element (host or device memory, see device) */

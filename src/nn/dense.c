@@ -24,35 +24,33 @@ void dl4c_dense_count(const dl4c_layer_conf *c, const int in[3], int64_t *nw, in
 }
 
 void dl4c_dense_init(dl4c_layer *l, dl4c_rng *rng) {
-    dl4c_weights_init(l->conf.weight_init, l->w, l->n_weights, (double)l->in_size,
+    dl4c_weights_init(l->conf.weight_init, l->hw, l->n_weights, (double)l->in_size,
                       (double)l->conf.n_out, rng);
-    for (int64_t i = 0; i < l->n_bias; i++) l->b[i] = l->conf.bias_init;
+    for (int64_t i = 0; i < l->n_bias; i++) l->hb[i] = l->conf.bias_init;
 }
 
 static int64_t dense_zero(const dl4c_layer *l, int n) { return 0; }
 
 void dl4c_dense_forward_linear(dl4c_layer *l, const float *x, float *y, int n) {
     const int in = (int)l->in_size, out = l->conf.n_out;
-    for (int i = 0; i < n; i++) memcpy(y + (int64_t)i * out, l->b, sizeof(float) * (size_t)out);
-    l->be->gemm(false, false, n, out, in, 1.0f, x, in, l->w, out, 1.0f, y, out);
+    l->be->fill_rows(l->be, l->b, y, n, out);
+    l->be->gemm(l->be, false, false, n, out, in, 1.0f, x, in, l->w, out, 1.0f, y, out);
 }
 
 static void dense_forward(dl4c_layer *l, const float *x, float *y, int n) {
     dl4c_dense_forward_linear(l, x, y, n);
-    l->be->act_forward(l->conf.activation, y, n, l->conf.n_out);
+    l->be->act_forward(l->be, l->conf.activation, y, n, l->conf.n_out);
 }
 
 void dl4c_dense_backward_linear(dl4c_layer *l, const float *x, const float *dz, float *dx, int n) {
     const int in = (int)l->in_size, out = l->conf.n_out;
-    l->be->gemm(true, false, in, out, n, 1.0f, x, in, dz, out, 0.0f, l->dw, out);
-    memset(l->db, 0, sizeof(float) * (size_t)out);
-    for (int i = 0; i < n; i++)
-        for (int o = 0; o < out; o++) l->db[o] += dz[(int64_t)i * out + o];
-    if (dx) l->be->gemm(false, true, n, in, out, 1.0f, dz, out, l->w, out, 0.0f, dx, in);
+    l->be->gemm(l->be, true, false, in, out, n, 1.0f, x, in, dz, out, 0.0f, l->dw, out);
+    l->be->sum_rows(l->be, dz, l->db, n, out);
+    if (dx) l->be->gemm(l->be, false, true, n, in, out, 1.0f, dz, out, l->w, out, 0.0f, dx, in);
 }
 
 static void dense_backward(dl4c_layer *l, const float *x, const float *y, float *dy, float *dx, int n) {
-    l->be->act_backward(l->conf.activation, y, dy, n, l->conf.n_out);
+    l->be->act_backward(l->be, l->conf.activation, y, dy, n, l->conf.n_out);
     dl4c_dense_backward_linear(l, x, dy, dx, n);
 }
 

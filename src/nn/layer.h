@@ -16,7 +16,8 @@ typedef struct dl4c_layer_ops {
     dl4c_status (*resolve)(dl4c_layer_conf *c, const int in[3], int out[3], const char *path);
     /* Number of weights and biases for a resolved conf and input shape. */
     void (*count)(const dl4c_layer_conf *c, const int in[3], int64_t *n_weights, int64_t *n_bias);
-    /* Draws the weights (fan-in/fan-out per the type) and sets biases to bias_init. */
+    /* Draws the weights (fan-in/fan-out per the type) and sets biases to bias_init, into the
+     * host mirror hw/hb (the network copies it to the device). */
     void (*init)(dl4c_layer *l, dl4c_rng *rng);
     /* Floats of scratch kept from forward to backward for a batch of n (e.g. im2col). */
     int64_t (*saved_floats)(const dl4c_layer *l, int n);
@@ -40,8 +41,9 @@ struct dl4c_layer {
     int64_t in_size, out_size;   /* per-example element counts */
     int64_t n_weights, n_bias;   /* parameter counts */
     int64_t offset;              /* offset of the weights in the flat buffers (bias follows) */
-    float *w, *b;                /* views into the parameter buffer */
-    float *dw, *db;              /* views into the gradient buffer */
+    float *w, *b;                /* views into the parameter buffer (backend memory) */
+    float *dw, *db;              /* views into the gradient buffer (backend memory) */
+    float *hw, *hb;              /* the same views into the host mirror (init draws here) */
     float *saved;                /* forward->backward scratch owned by the network */
     float *scratch;              /* temporary scratch shared by all layers */
     int pad[4];                  /* resolved padding: top, left, bottom, right */
@@ -69,8 +71,9 @@ dl4c_window dl4c_layer_window(const dl4c_layer *l, int n);
 void dl4c_weights_init(dl4c_weight_init init, float *w, int64_t n, double fan_in, double fan_out,
                        dl4c_rng *rng);
 
-/* Output layer: loss and gradient with respect to the pre-activation z. */
-double dl4c_output_loss(const dl4c_layer *l, const float *y, const float *t, int n);
+/* Output layer: the loss (into *loss, a double in backend memory) and the gradient with
+ * respect to the pre-activation z. */
+void dl4c_output_loss(const dl4c_layer *l, const float *y, const float *t, int n, double *loss);
 void dl4c_output_delta(const dl4c_layer *l, const float *y, const float *t, int n, float *dz);
 
 #endif

@@ -1,20 +1,33 @@
 /* MultiLayerNetwork: a stack of layers over one flat parameter buffer, one gradient buffer in
  * the same layout and one updater-state buffer. Batch-sized buffers (activations, deltas,
- * scratch) are sized once by dl4c_net_reserve and reused for every minibatch. */
+ * scratch) are sized once by dl4c_net_reserve and reused for every minibatch. Every buffer is
+ * memory of the network's backend (src/backend); on a GPU the three flat buffers also have a
+ * host mirror for the API that returns host pointers (see dl4c_net_params in nn.h). */
 #include "nn/layer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+/* A flat buffer in backend memory and its host mirror (one buffer on the CPU). */
+typedef struct net_buf {
+    float *dev;                      /* backend memory */
+    float *host;                     /* host mirror (== dev when the backend uses host memory) */
+    int64_t n;                       /* floats */
+    bool dev_newer;                  /* the device changed it since the mirror was copied down */
+    bool host_out;                   /* the mirror was handed out: copy it up at the next call */
+} net_buf;
+
 struct dl4c_net {
     dl4c_net_conf conf;              /* resolved copy of the configuration */
     int n_layers;                    /* layers in use */
     dl4c_layer layers[DL4C_MAX_LAYERS]; /* the stack */
-    const dl4c_backend *be;          /* kernels */
-    float *params;                   /* all parameters, layer by layer: weights then bias */
-    float *grads;                    /* gradients, same layout */
-    float *ustate;                   /* updater state: slots x n_params */
+    const dl4c_backend *be;          /* kernels and memory */
+    net_buf params;                  /* all parameters, layer by layer: weights then bias */
+    net_buf grads;                   /* gradients, same layout */
+    net_buf ustate;                  /* updater state: slots x n_params */
+    double *scal;                    /* backend memory: [0] loss, [1] regularization of the last score */
+    bool have_score;                 /* scal holds a score */
     int64_t n_params;                /* floats in params */
     int64_t n_state;                 /* floats in ustate */
     int64_t step;                    /* updater steps taken (Adam's t) */
@@ -46,6 +59,11 @@ static dl4c_status check_nonneg(const char *path, float v) {
 
 dl4c_status dl4c_net_conf_resolve(dl4c_net_conf *c) {
     dl4c_status s;
+    if (c->device < 0 || c->device >= DL4C_DEVICE_COUNT)
+        return dl4c_error(DL4C_ERR_CONFIG, "device: unknown device %d (expected cpu or cuda)", (int)c->device);
+    if (c->device_index < 0 || (c->device == DL4C_DEVICE_CPU && c->device_index != 0))
+        return dl4c_error(DL4C_ERR_CONFIG, "device: bad device index %d for %s", c->device_index,
+                          dl4c_device_str(c->device));
     if (c->updater.type < 0 || c->updater.type >= DL4C_UPDATER_COUNT)
         return dl4c_error(DL4C_ERR_CONFIG, "updater.type: unknown updater %d", (int)c->updater.type);
     dl4c_updater_conf_resolve(&c->updater);
@@ -144,9 +162,10 @@ dl4c_status dl4c_net_conf_resolve(dl4c_net_conf *c) {
 }
 
 static void free_batch_buffers(dl4c_net *net) {
-    for (int i = 0; i < net->n_layers; i++) { dl4c_free(net->acts[i]); net->acts[i] = NULL; }
-    dl4c_free(net->delta[0]); dl4c_free(net->delta[1]);
-    dl4c_free(net->saved); dl4c_free(net->scratch);
+    const dl4c_backend *be = net->be;
+    for (int i = 0; i < net->n_layers; i++) { be->free(be, net->acts[i]); net->acts[i] = NULL; }
+    be->free(be, net->delta[0]); be->free(be, net->delta[1]);
+    be->free(be, net->saved); be->free(be, net->scratch);
     net->delta[0] = net->delta[1] = net->saved = net->scratch = NULL;
     net->max_batch = 0;
 }
@@ -163,12 +182,13 @@ static dl4c_status net_reserve(dl4c_net *net, int n) {
         if (s > scratch) scratch = s;
     }
     bool ok = true;
+    const dl4c_backend *be = net->be;
     for (int i = 0; i < net->n_layers; i++)
-        ok &= (net->acts[i] = dl4c_alloc(sizeof(float) * (size_t)(n * net->layers[i].out_size))) != NULL;
-    ok &= (net->delta[0] = dl4c_alloc(sizeof(float) * (size_t)(n * net->max_size))) != NULL;
-    ok &= (net->delta[1] = dl4c_alloc(sizeof(float) * (size_t)(n * net->max_size))) != NULL;
-    ok &= (net->saved = dl4c_alloc(sizeof(float) * (size_t)(saved ? saved : 1))) != NULL;
-    ok &= (net->scratch = dl4c_alloc(sizeof(float) * (size_t)(scratch ? scratch : 1))) != NULL;
+        ok &= (net->acts[i] = be->alloc(be, sizeof(float) * (size_t)(n * net->layers[i].out_size))) != NULL;
+    ok &= (net->delta[0] = be->alloc(be, sizeof(float) * (size_t)(n * net->max_size))) != NULL;
+    ok &= (net->delta[1] = be->alloc(be, sizeof(float) * (size_t)(n * net->max_size))) != NULL;
+    ok &= (net->saved = be->alloc(be, sizeof(float) * (size_t)(saved ? saved : 1))) != NULL;
+    ok &= (net->scratch = be->alloc(be, sizeof(float) * (size_t)(scratch ? scratch : 1))) != NULL;
     if (!ok) {
         free_batch_buffers(net);
         return dl4c_error(DL4C_ERR_NOMEM, "network: out of memory for a batch of %d", n);
@@ -189,6 +209,47 @@ dl4c_status dl4c_net_reserve(dl4c_net *net, int max_batch) {
     return net_reserve(net, max_batch);
 }
 
+static bool buf_new(dl4c_net *net, net_buf *b, int64_t n) {
+    const dl4c_backend *be = net->be;
+    b->n = n;
+    b->dev = be->alloc(be, sizeof(float) * (size_t)(n ? n : 1));
+    b->host = be->host_memory ? b->dev : dl4c_calloc(sizeof(float) * (size_t)(n ? n : 1));
+    return b->dev && b->host;
+}
+
+static void buf_free(dl4c_net *net, net_buf *b) {
+    if (b->host != b->dev) dl4c_free(b->host);
+    net->be->free(net->be, b->dev);
+    b->dev = b->host = NULL;
+}
+
+/* The host mirror, current, handed out (copied up at the next call into the network). */
+static float *buf_host(dl4c_net *net, net_buf *b) {
+    if (net->be->host_memory) return b->host;
+    if (b->dev_newer) {
+        if (net->be->bind) net->be->bind(net->be);
+        net->be->download(net->be, b->host, b->dev, sizeof(float) * (size_t)b->n);
+        b->dev_newer = false;
+    }
+    b->host_out = true;
+    return b->host;
+}
+
+static void buf_up(dl4c_net *net, net_buf *b) {
+    if (b->host_out) net->be->upload(net->be, b->dev, b->host, sizeof(float) * (size_t)b->n);
+    b->host_out = false;
+}
+
+/* Start of every call that computes: this thread on the network's device, host mirrors the
+ * caller may have written copied up. */
+static void net_enter(dl4c_net *net) {
+    if (net->be->host_memory) return;
+    if (net->be->bind) net->be->bind(net->be);
+    buf_up(net, &net->params);
+    buf_up(net, &net->grads);
+    buf_up(net, &net->ustate);
+}
+
 dl4c_status dl4c_net_new(const dl4c_net_conf *conf, dl4c_net **out) {
     *out = NULL;
     dl4c_net *net = dl4c_calloc(sizeof *net);
@@ -196,7 +257,10 @@ dl4c_status dl4c_net_new(const dl4c_net_conf *conf, dl4c_net **out) {
     net->conf = *conf;
     dl4c_status s = dl4c_net_conf_resolve(&net->conf);
     if (s) { dl4c_free(net); return s; }
-    net->be = dl4c_backend_cpu();
+    if ((s = dl4c_backend_open(net->conf.device, net->conf.device_index, net->conf.allow_tf32, &net->be))) {
+        dl4c_free(net);
+        return s;
+    }
     net->n_layers = net->conf.n_layers;
     int in[3] = {net->conf.input.channels, net->conf.input.height, net->conf.input.width};
     int64_t off = 0;
@@ -227,22 +291,28 @@ dl4c_status dl4c_net_new(const dl4c_net_conf *conf, dl4c_net **out) {
     }
     net->n_params = off;
     net->n_state = off * dl4c_updater_state_per_param(net->conf.updater.type);
-    net->params = dl4c_calloc(sizeof(float) * (size_t)(off ? off : 1));
-    net->grads = dl4c_calloc(sizeof(float) * (size_t)(off ? off : 1));
-    net->ustate = dl4c_calloc(sizeof(float) * (size_t)(net->n_state ? net->n_state : 1));
-    if (!net->params || !net->grads || !net->ustate) {
+    bool ok = buf_new(net, &net->params, off);
+    ok &= buf_new(net, &net->grads, off);
+    ok &= buf_new(net, &net->ustate, net->n_state);
+    ok &= (net->scal = net->be->alloc(net->be, 2 * sizeof(double))) != NULL;
+    if (!ok) {
         dl4c_net_free(net);
-        return dl4c_error(DL4C_ERR_NOMEM, "network: out of memory for %lld parameters", (long long)off);
+        return dl4c_error(DL4C_ERR_NOMEM, "network: out of %s memory for %lld parameters",
+                          dl4c_device_str(net->conf.device), (long long)off);
     }
     for (int i = 0; i < net->n_layers; i++) {
         dl4c_layer *l = &net->layers[i];
-        l->w = net->params + l->offset;
+        l->w = net->params.dev + l->offset;
         l->b = l->w + l->n_weights;
-        l->dw = net->grads + l->offset;
+        l->hw = net->params.host + l->offset;
+        l->hb = l->hw + l->n_weights;
+        l->dw = net->grads.dev + l->offset;
         l->db = l->dw + l->n_weights;
         dl4c_rng rng = dl4c_rng_make(net->conf.seed, DL4C_STREAM_INIT, (uint64_t)i, 0);
         l->ops->init(l, &rng);
     }
+    net->params.host_out = true;   /* the weights were drawn into the host mirror */
+    net_enter(net);
     s = net_reserve(net, net->conf.training.batch_size_per_worker);
     if (s) { dl4c_net_free(net); return s; }
     *out = net;
@@ -251,20 +321,34 @@ dl4c_status dl4c_net_new(const dl4c_net_conf *conf, dl4c_net **out) {
 
 void dl4c_net_free(dl4c_net *net) {
     if (!net) return;
-    free_batch_buffers(net);
-    dl4c_free(net->params);
-    dl4c_free(net->grads);
-    dl4c_free(net->ustate);
+    if (net->be) {
+        if (net->be->bind) net->be->bind(net->be);
+        free_batch_buffers(net);
+        buf_free(net, &net->params);
+        buf_free(net, &net->grads);
+        buf_free(net, &net->ustate);
+        net->be->free(net->be, net->scal);
+        dl4c_backend_release(net->be);
+    }
     dl4c_free(net);
 }
 
 const dl4c_net_conf *dl4c_net_conf_of(const dl4c_net *net) { return &net->conf; }
-void dl4c_net_set_threads(dl4c_net *net, int threads) { net->be->set_threads(threads); }
+void dl4c_net_set_threads(dl4c_net *net, int threads) { net->be->set_threads(net->be, threads); }
 int64_t dl4c_net_input_size(const dl4c_net *net) { return net->layers[0].in_size; }
 int64_t dl4c_net_output_size(const dl4c_net *net) { return net->layers[net->n_layers - 1].out_size; }
-float *dl4c_net_params(dl4c_net *net) { return net->params; }
-float *dl4c_net_gradients(dl4c_net *net) { return net->grads; }
-float *dl4c_net_updater_state(dl4c_net *net) { return net->ustate; }
+float *dl4c_net_params(dl4c_net *net) { return buf_host(net, &net->params); }
+float *dl4c_net_gradients(dl4c_net *net) { return buf_host(net, &net->grads); }
+float *dl4c_net_updater_state(dl4c_net *net) { return buf_host(net, &net->ustate); }
+void dl4c_net_sync_host(dl4c_net *net) {
+    buf_host(net, &net->params);
+    buf_host(net, &net->grads);
+    buf_host(net, &net->ustate);
+}
+dl4c_device dl4c_net_device(const dl4c_net *net, int *index) {
+    if (index) *index = net->be->device_index;
+    return net->be->device;
+}
 int64_t dl4c_net_n_params(const dl4c_net *net) { return net->n_params; }
 int64_t dl4c_net_n_updater_state(const dl4c_net *net) { return net->n_state; }
 int64_t dl4c_net_step(const dl4c_net *net) { return net->step; }
@@ -283,18 +367,25 @@ static void forward(dl4c_net *net, const float *x, int n) {
 static float layer_l1(const dl4c_net *net, const dl4c_layer *l) { return l->conf.l1 > 0 ? l->conf.l1 : net->conf.l1; }
 static float layer_l2(const dl4c_net *net, const dl4c_layer *l) { return l->conf.l2 > 0 ? l->conf.l2 : net->conf.l2; }
 
-/* 0.5 l2 |W|^2 + l1 |W|_1 over every layer's weights (biases are not regularized, as DL4J). */
-static double reg_score(const dl4c_net *net) {
-    double r = 0;
+/* scal[1] = 0.5 l2 |W|^2 + l1 |W|_1 over every layer's weights (biases are not regularized,
+ * as DL4J), layer by layer. */
+static void reg_score(const dl4c_net *net) {
+    const dl4c_backend *be = net->be;
+    be->zero(be, net->scal + 1, sizeof(double));
     for (int i = 0; i < net->n_layers; i++) {
         const dl4c_layer *l = &net->layers[i];
         const float l1 = layer_l1(net, l), l2 = layer_l2(net, l);
         if (l1 == 0 && l2 == 0) continue;
-        double s1 = 0, s2 = 0;
-        for (int64_t k = 0; k < l->n_weights; k++) { s1 += fabs(l->w[k]); s2 += (double)l->w[k] * l->w[k]; }
-        r += l1 * s1 + 0.5 * l2 * s2;
+        be->reg_score(be, l->w, l->n_weights, l1, l2, net->scal + 1);
     }
-    return r;
+}
+
+/* Reads scal back: the loss and the score (loss + regularization) as float. */
+static float read_score(dl4c_net *net, double *loss) {
+    double v[2];
+    net->be->download(net->be, v, net->scal, sizeof v);
+    if (loss) *loss = v[0];
+    return (float)(v[0] + v[1]);
 }
 
 static dl4c_status check_batch(dl4c_net *net, const float *x, int n) {
@@ -302,31 +393,68 @@ static dl4c_status check_batch(dl4c_net *net, const float *x, int n) {
     return net_reserve(net, n);
 }
 
+/* The minibatch in backend memory (the CPU uses the caller's arrays). */
+static dl4c_status batch_in(dl4c_net *net, const float *x, const float *y, int n, const float **dx,
+                            const float **dy) {
+    return net->be->batch_in(net->be, x, n * dl4c_net_input_size(net), y,
+                             y ? n * dl4c_net_output_size(net) : 0, dx, y ? dy : NULL);
+}
+
 dl4c_status dl4c_net_output(dl4c_net *net, const float *x, int n, float *out) {
     dl4c_status s = check_batch(net, x, n);
     if (s) return s;
-    forward(net, x, n);
-    memcpy(out, net->acts[net->n_layers - 1], sizeof(float) * (size_t)(n * dl4c_net_output_size(net)));
+    net_enter(net);
+    const float *dx;
+    if ((s = batch_in(net, x, NULL, n, &dx, NULL))) return s;
+    forward(net, dx, n);
+    net->be->download(net->be, out, net->acts[net->n_layers - 1],
+                      sizeof(float) * (size_t)(n * dl4c_net_output_size(net)));
     return DL4C_OK;
 }
 
 dl4c_status dl4c_net_score(dl4c_net *net, const float *x, const float *y, int n, float *score) {
     dl4c_status s = check_batch(net, x, n);
     if (s) return s;
-    forward(net, x, n);
+    net_enter(net);
+    const float *dx, *dy;
+    if ((s = batch_in(net, x, y, n, &dx, &dy))) return s;
+    forward(net, dx, n);
     const dl4c_layer *o = &net->layers[net->n_layers - 1];
-    *score = (float)(dl4c_output_loss(o, net->acts[net->n_layers - 1], y, n) + reg_score(net));
+    dl4c_output_loss(o, net->acts[net->n_layers - 1], dy, n, net->scal);
+    reg_score(net);
+    net->have_score = true;
+    *score = read_score(net, NULL);
+    return DL4C_OK;
+}
+
+dl4c_status dl4c_net_last_score(dl4c_net *net, float *score) {
+    if (!net->have_score) return dl4c_error(DL4C_ERR_INVALID_ARG, "network: no score yet (fit a minibatch first)");
+    if (net->be->bind) net->be->bind(net->be);
+    *score = read_score(net, NULL);
     return DL4C_OK;
 }
 
 dl4c_status dl4c_net_compute_gradient(dl4c_net *net, const float *x, const float *y, int n, float *score) {
     dl4c_status s = check_batch(net, x, n);
     if (s) return s;
+    net_enter(net);
+    const float *dx, *dy;
+    if ((s = batch_in(net, x, y, n, &dx, &dy))) return s;
+    x = dx;
+    y = dy;
     forward(net, x, n);
     const int last = net->n_layers - 1;
     dl4c_layer *o = &net->layers[last];
-    const double loss = dl4c_output_loss(o, net->acts[last], y, n);
-    if (score) *score = (float)(loss + reg_score(net));
+    dl4c_output_loss(o, net->acts[last], y, n, net->scal);
+    reg_score(net);
+    net->have_score = true;
+    /* The CPU always reads the loss (for the NaN check below); a GPU only when asked. */
+    double loss = 0;
+    const bool read = score || net->be->host_memory;
+    if (read) {
+        const float sc = read_score(net, &loss);
+        if (score) *score = sc;
+    }
     float *d = net->delta[0], *dnext = net->delta[1];
     dl4c_output_delta(o, net->acts[last], y, n, d);
     for (int i = last; i >= 0; i--) {
@@ -340,18 +468,17 @@ dl4c_status dl4c_net_compute_gradient(dl4c_net *net, const float *x, const float
         dl4c_layer *l = &net->layers[i];
         const float l1 = layer_l1(net, l), l2 = layer_l2(net, l);
         if (l1 == 0 && l2 == 0) continue;
-        for (int64_t k = 0; k < l->n_weights; k++) {
-            const float w = l->w[k];
-            l->dw[k] += l2 * w + l1 * (float)((w > 0) - (w < 0));
-        }
+        net->be->reg_grad(net->be, l->w, l->dw, l->n_weights, l1, l2);
     }
-    if (!isfinite(loss))
+    net->grads.dev_newer = true;
+    if (read && !isfinite(loss))
         return dl4c_error(DL4C_ERR_NUMERIC, "network: the loss is %s (layer %d, %s output)",
                           isnan(loss) ? "NaN" : "infinite", last, dl4c_layer_type_str(o->conf.type));
     return DL4C_OK;
 }
 
 void dl4c_net_apply_update(dl4c_net *net) {
+    net_enter(net);
     net->step++;
     const int slots = dl4c_updater_state_per_param(net->conf.updater.type);
     for (int i = 0; i < net->n_layers; i++) {
@@ -359,10 +486,12 @@ void dl4c_net_apply_update(dl4c_net *net) {
         const int64_t n = l->n_weights + l->n_bias;
         if (!n) continue;
         const float lr = l->conf.learning_rate > 0 ? l->conf.learning_rate : net->conf.updater.learning_rate;
-        float *state = slots ? net->ustate + l->offset : NULL;
-        dl4c_updater_step(&net->conf.updater, lr, net->step, net->params + l->offset,
-                          net->grads + l->offset, state, n, net->n_params);
+        float *state = slots ? net->ustate.dev + l->offset : NULL;
+        net->be->updater_step(net->be, &net->conf.updater, lr, net->step, net->params.dev + l->offset,
+                              net->grads.dev + l->offset, state, n, net->n_params);
     }
+    net->params.dev_newer = true;
+    net->ustate.dev_newer = slots > 0;
 }
 
 dl4c_status dl4c_net_fit(dl4c_net *net, const float *x, const float *y, int n, float *score) {

@@ -7,7 +7,6 @@
  *             otherwise dL/dy from the loss, then act' */
 #include "nn/layer.h"
 
-#include <math.h>
 #include <stdio.h>
 
 static dl4c_status output_resolve(dl4c_layer_conf *c, const int in[3], int out[3], const char *path) {
@@ -26,60 +25,21 @@ static dl4c_status output_resolve(dl4c_layer_conf *c, const int in[3], int out[3
     return dl4c_dense_ops.resolve(c, in, out, path);
 }
 
-static double clampp(double p) { return p < 1e-12 ? 1e-12 : p; }
-
-double dl4c_output_loss(const dl4c_layer *l, const float *y, const float *t, int n) {
-    const int K = l->conf.n_out;
-    double sum = 0;
-    for (int64_t i = 0; i < (int64_t)n * K; i++) {
-        switch (l->conf.loss) {
-        case DL4C_LOSS_NLL: case DL4C_LOSS_MCXENT:
-            if (t[i] != 0) sum -= t[i] * log(clampp(y[i]));
-            break;
-        case DL4C_LOSS_XENT:
-            sum -= t[i] * log(clampp(y[i])) + (1.0 - t[i]) * log(clampp(1.0 - y[i]));
-            break;
-        case DL4C_LOSS_MSE: {
-            const double d = (double)y[i] - t[i];
-            sum += d * d / K;
-            break;
-        }
-        default: DL4C_ASSERT(!"unresolved loss");
-        }
-    }
-    return sum / n;
+void dl4c_output_loss(const dl4c_layer *l, const float *y, const float *t, int n, double *loss) {
+    l->be->loss(l->be, l->conf.loss, y, t, n, l->conf.n_out, loss);
 }
 
 void dl4c_output_delta(const dl4c_layer *l, const float *y, const float *t, int n, float *dz) {
     const int K = l->conf.n_out;
-    const int64_t total = (int64_t)n * K;
-    const float inv_n = 1.0f / (float)n;
-    const dl4c_activation a = l->conf.activation;
-    const dl4c_loss loss = l->conf.loss;
-    if (((loss == DL4C_LOSS_NLL || loss == DL4C_LOSS_MCXENT) && a == DL4C_SOFTMAX) ||
-        (loss == DL4C_LOSS_XENT && a == DL4C_SIGMOID)) {
-        for (int64_t i = 0; i < total; i++) dz[i] = (y[i] - t[i]) * inv_n;
-        return;
-    }
-    for (int64_t i = 0; i < total; i++) {
-        switch (loss) {
-        case DL4C_LOSS_MSE: dz[i] = 2.0f * (y[i] - t[i]) / (float)K * inv_n; break;
-        case DL4C_LOSS_XENT: {
-            const double p = clampp(y[i]), q = clampp(1.0 - y[i]);
-            dz[i] = (float)((-t[i] / p + (1.0 - t[i]) / q) * inv_n);
-            break;
-        }
-        default: DL4C_ASSERT(!"unresolved loss");
-        }
-    }
-    l->be->act_backward(a, y, dz, n, K);
+    if (!l->be->loss_grad(l->be, l->conf.loss, l->conf.activation, y, t, n, K, dz))
+        l->be->act_backward(l->be, l->conf.activation, y, dz, n, K);
 }
 
 static int64_t output_zero(const dl4c_layer *l, int n) { return 0; }
 
 static void output_forward(dl4c_layer *l, const float *x, float *y, int n) {
     dl4c_dense_forward_linear(l, x, y, n);
-    l->be->act_forward(l->conf.activation, y, n, l->conf.n_out);
+    l->be->act_forward(l->be, l->conf.activation, y, n, l->conf.n_out);
 }
 
 /* For the output layer dy already holds dL/dz (from dl4c_output_delta). */

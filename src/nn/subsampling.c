@@ -32,13 +32,13 @@ static int64_t pool_zero(const dl4c_layer *l, int n) { return 0; }
 
 static void pool_forward(dl4c_layer *l, const float *x, float *y, int n) {
     const dl4c_window g = dl4c_layer_window(l, n);
-    l->be->pool_forward(l->conf.pooling, &g, x, y);
+    l->be->pool_forward(l->be, l->conf.pooling, &g, x, y);
 }
 
 static void pool_backward(dl4c_layer *l, const float *x, const float *y, float *dy, float *dx, int n) {
     if (!dx) return;
     const dl4c_window g = dl4c_layer_window(l, n);
-    l->be->pool_backward(l->conf.pooling, &g, x, dy, dx);
+    l->be->pool_backward(l->be, l->conf.pooling, &g, x, y, dy, dx);
 }
 
 static void pool_param_shape(const dl4c_layer *l, int t, int *ndim, int64_t shape[4], bool *transposed) {
