@@ -60,6 +60,20 @@ dl4c_status dl4c_comm_mpi_world(dl4c_comm **out);
 void dl4c_mpi_finalize(void);
 bool dl4c_have_mpi(void);
 
+/* ---- tcp: processes that can pass one "host:port" around (Spark barrier tasks) ----
+ * A star around rank 0; reductions in rank order at rank 0, so results equal local's and
+ * mpi's. Rank 0 first opens a listener (port 0: any free port, returned in *port_out) and
+ * tells the others its address; then every rank calls dl4c_comm_tcp_new. Rank 0 passes the
+ * listener (it accepts size - 1 ranks, then may free it); the others pass root_host/port.
+ * `token` identifies the job: connections with another token are refused. timeout_ms
+ * (<= 0: none) bounds joining and each wait for a peer; a peer that dies or stalls past it
+ * fails the collective with DL4C_ERR_COMM on every rank that waits for it. */
+typedef struct dl4c_tcp_listener dl4c_tcp_listener;
+dl4c_status dl4c_tcp_listen(const char *host, int port, dl4c_tcp_listener **out, int *port_out);
+void dl4c_tcp_listener_free(dl4c_tcp_listener *l);
+dl4c_status dl4c_comm_tcp_new(int rank, int size, const char *root_host, int root_port, uint64_t token,
+                              dl4c_tcp_listener *listener, int timeout_ms, dl4c_comm **out);
+
 #ifdef __cplusplus
 }
 #endif
