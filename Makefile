@@ -32,3 +32,29 @@ bench: setup build
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- Hardening (issue 7): sanitizers, fuzzing, valgrind. Each uses its own build directory.
+#   make check-asan       AddressSanitizer (+LeakSanitizer): every C test, in build-asan/
+#   make check-ubsan      UndefinedBehaviorSanitizer: every C test, in build-ubsan/
+#   make check-tsan       ThreadSanitizer: the threaded tests (workers, prefetch), in build-tsan/
+#   make check-valgrind   valgrind memcheck (leaks, invalid accesses) on every C test of build/
+#   make fuzz             each libFuzzer target for FUZZ_SECONDS (default 60), in build-fuzz/ (clang)
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+
+.PHONY: check-asan check-ubsan check-tsan check-valgrind fuzz
+
+check-asan: setup
+	JOBS=$(JOBS) bash tests/hardening/sanitize.sh asan build-asan
+
+check-ubsan: setup
+	JOBS=$(JOBS) bash tests/hardening/sanitize.sh ubsan build-ubsan
+
+check-tsan: setup
+	JOBS=$(JOBS) bash tests/hardening/sanitize.sh tsan build-tsan
+
+check-valgrind: setup build
+	JOBS=$(JOBS) bash tests/hardening/valgrind.sh $(BUILD)
+
+fuzz: setup
+	JOBS=$(JOBS) FUZZ_JOBS=$(FUZZ_JOBS) bash fuzz/run.sh build-fuzz $(FUZZ_SECONDS)

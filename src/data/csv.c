@@ -236,7 +236,9 @@ static dl4c_status csv_pass_run(const char *path, const dl4c_csv_opts *opts, int
     bool first = true;
     char *line = NULL;
     size_t len = 0;
-    while (st == DL4C_OK && (scan_all || rows < end)) {
+    /* An empty range still reads the first data row: it sets the columns (the width of the
+     * empty result) and tells an empty file from an empty range. */
+    while (st == DL4C_OK && (scan_all || rows < end || !p.ncols)) {
         st = dl4c_line_reader_next(&p.lr, &line, &len);
         if (st != DL4C_OK || !line) break;
         if (first && (unsigned char)line[0] == 0xEF && (unsigned char)line[1] == 0xBB &&
