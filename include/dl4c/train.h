@@ -77,7 +77,19 @@ typedef struct dl4c_train_data {
     /* Worker w's shard of the test set (rows [w*n/W, (w+1)*n/W)); *ds NULL if no test set. */
     dl4c_status (*test_shard)(void *ctx, int worker, int workers, const dl4c_dataset **ds);
     void *ctx;
+    /* 0: acquire each worker's rows of an epoch at once. > 0: streaming: acquire at most this
+     * many rows at a time (rounded down to whole minibatches, at least one), releasing the
+     * previous block first, so memory holds one block per worker; the batches are the same. */
+    int64_t block_rows;
 } dl4c_train_data;
+
+/* What training does when a minibatch gives a NaN or infinite loss, gradient or update. */
+typedef enum dl4c_on_nan {
+    DL4C_ON_NAN_STOP = 0,      /* stop (DL4C_ERR_NUMERIC; the message names the layer and iteration) */
+    DL4C_ON_NAN_SKIP_BATCH,    /* drop that minibatch's update (parameters, updater state and step
+                                  restored from before it) and go on; costs a copy per step */
+    DL4C_ON_NAN_COUNT
+} dl4c_on_nan;
 
 typedef struct dl4c_train_opts {
     int threads;                     /* total BLAS threads (0: 1 per worker) */
@@ -87,13 +99,16 @@ typedef struct dl4c_train_opts {
     void *checkpoint_ctx;
     const dl4c_train_state *resume;  /* start from here (net holds its params) or NULL */
     volatile sig_atomic_t *stop;     /* set (e.g. by a signal handler) to stop after this round */
+    dl4c_on_nan on_nan;              /* non-finite loss/gradient/update: stop (default) or skip */
 } dl4c_train_opts;
 
 /* One worker's whole training (SPMD: every rank calls it with its communicator). `net` must
  * be built from the same configuration on every worker; rank 0's parameters are broadcast
  * first. On return every worker's net holds the final (averaged) parameters and *state says
  * where training stopped. DL4C_ERR_INTERRUPTED if stopped through opts->stop (after a
- * checkpoint). If any worker fails, every worker returns an error. */
+ * checkpoint). A NaN or infinite loss, gradient or parameter is DL4C_ERR_NUMERIC naming the
+ * layer and iteration (opts->on_nan skip-batch drops such minibatches instead); no checkpoint
+ * is written from that step on. If any worker fails, every worker returns an error. */
 dl4c_status dl4c_train_worker(dl4c_comm *comm, dl4c_net *net, const dl4c_train_data *data,
                               const dl4c_train_opts *opts, dl4c_train_state *state);
 
@@ -101,6 +116,11 @@ dl4c_status dl4c_train_worker(dl4c_comm *comm, dl4c_net *net, const dl4c_train_d
  * `test` (optional) is evaluated after every epoch. `net` receives the final parameters. */
 dl4c_status dl4c_train_local(dl4c_net *net, const dl4c_dataset *train, const dl4c_dataset *test,
                              const dl4c_train_opts *opts, dl4c_train_state *state);
+
+/* Local training over any data source (e.g. files streamed in blocks): `training.workers`
+ * threads in this process over a local communicator, as dl4c_train_local. */
+dl4c_status dl4c_train_local_data(dl4c_net *net, const dl4c_train_data *data,
+                                  const dl4c_train_opts *opts, dl4c_train_state *state);
 
 /* Evaluation of one process's data (batches of up to `batch` examples). Creates *ev or *rev
  * (classification when ds->n_classes > 0, regression otherwise); the other stays NULL. */

@@ -203,6 +203,11 @@ dl4c_status dl4c_idx_load_ex(const char *images_path, const char *labels_path, i
     if (st == DL4C_OK && (dims[1] == 0 || dims[2] == 0))
         st = dl4c_error(DL4C_ERR_FORMAT, "%s: images of %ux%u pixels are empty", images_path,
                         dims[1], dims[2]);
+    /* Rows are indexed with int64 products and network inputs are ints: even an empty file
+     * must not declare rows whose size overflows them (found by fuzzing). */
+    if (st == DL4C_OK && (uint64_t)dims[1] * dims[2] > INT32_MAX)
+        st = dl4c_error(DL4C_ERR_FORMAT, "%s: images of %ux%u pixels are too large", images_path,
+                        dims[1], dims[2]);
     if (st == DL4C_OK && dims[0] != ldims[0])
         st = dl4c_error(DL4C_ERR_FORMAT, "count mismatch: %s has %u images but %s has %u labels",
                         images_path, dims[0], labels_path, ldims[0]);

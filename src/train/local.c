@@ -54,40 +54,24 @@ static void *worker_main(void *p) {
     return NULL;
 }
 
-dl4c_status dl4c_train_local(dl4c_net *net, const dl4c_dataset *train, const dl4c_dataset *test,
-                             const dl4c_train_opts *opts, dl4c_train_state *state) {
+dl4c_status dl4c_train_local_data(dl4c_net *net, const dl4c_train_data *data,
+                                  const dl4c_train_opts *opts, dl4c_train_state *state) {
     const dl4c_net_conf *conf = dl4c_net_conf_of(net);
     const int W = conf->training.workers;
-    if (!train || dl4c_dataset_count(train) == 0)
-        return dl4c_error(DL4C_ERR_INVALID_ARG, "training: the training set is empty");
-    if (dl4c_tensor_row_size(train->features) != dl4c_net_input_size(net))
-        return dl4c_error(DL4C_ERR_SHAPE, "training: examples have %lld features, the network takes %lld",
-                          (long long)dl4c_tensor_row_size(train->features), (long long)dl4c_net_input_size(net));
-    if (train->labels->shape[1] != dl4c_net_output_size(net))
-        return dl4c_error(DL4C_ERR_SHAPE, "training: labels have %lld columns, the network outputs %lld",
-                          (long long)train->labels->shape[1], (long long)dl4c_net_output_size(net));
-    if (test && (dl4c_tensor_row_size(test->features) != dl4c_net_input_size(net) ||
-                 test->labels->shape[1] != dl4c_net_output_size(net)))
-        return dl4c_error(DL4C_ERR_SHAPE, "training: the test set's shape does not match the network");
-    local_data d = {.train = train, .test = test};
-    d.shards = calloc((size_t)W, sizeof *d.shards);
-    d.views = calloc((size_t)(2 * W), sizeof *d.views);
     dl4c_comm **comms = calloc((size_t)W, sizeof *comms);
     worker_arg *args = calloc((size_t)W, sizeof *args);
     pthread_t *tids = calloc((size_t)W, sizeof *tids);
     dl4c_status s = DL4C_OK;
-    if (!d.shards || !d.views || !comms || !args || !tids) {
+    if (!comms || !args || !tids) {
         s = dl4c_error(DL4C_ERR_NOMEM, "training: out of memory");
         goto done;
     }
     const int threads = opts->threads > 0 ? opts->threads : W;
     dl4c_net_set_threads(net, W > 1 ? 1 : threads);   /* BLAS threads per worker */
-    dl4c_train_data data = {.n_train = dl4c_dataset_count(train), .acquire = local_acquire,
-                            .release = local_release, .test_shard = local_test_shard, .ctx = &d};
     if ((s = dl4c_comm_local_group(W, comms))) goto done;
     int made = 0;
     for (int r = 0; r < W && !s; r++) {
-        args[r] = (worker_arg){.comm = comms[r], .net = net, .data = &data, .opts = opts};
+        args[r] = (worker_arg){.comm = comms[r], .net = net, .data = data, .opts = opts};
         if (r > 0) s = dl4c_net_new(conf, &args[r].net);
         if (!s) made = r + 1;
     }
@@ -114,7 +98,37 @@ dl4c_status dl4c_train_local(dl4c_net *net, const dl4c_dataset *train, const dl4
     for (int r = 1; r < W; r++) dl4c_net_free(args[r].net);
     for (int r = 0; r < W; r++) dl4c_comm_free(comms[r]);
 done:
-    free(d.shards); free(d.views); free(comms); free(args); free(tids);
+    free(comms); free(args); free(tids);
+    return s;
+}
+
+dl4c_status dl4c_train_local(dl4c_net *net, const dl4c_dataset *train, const dl4c_dataset *test,
+                             const dl4c_train_opts *opts, dl4c_train_state *state) {
+    const dl4c_net_conf *conf = dl4c_net_conf_of(net);
+    const int W = conf->training.workers;
+    if (!train || dl4c_dataset_count(train) == 0)
+        return dl4c_error(DL4C_ERR_INVALID_ARG, "training: the training set is empty");
+    if (dl4c_tensor_row_size(train->features) != dl4c_net_input_size(net))
+        return dl4c_error(DL4C_ERR_SHAPE, "training: examples have %lld features, the network takes %lld",
+                          (long long)dl4c_tensor_row_size(train->features), (long long)dl4c_net_input_size(net));
+    if (train->labels->shape[1] != dl4c_net_output_size(net))
+        return dl4c_error(DL4C_ERR_SHAPE, "training: labels have %lld columns, the network outputs %lld",
+                          (long long)train->labels->shape[1], (long long)dl4c_net_output_size(net));
+    if (test && (dl4c_tensor_row_size(test->features) != dl4c_net_input_size(net) ||
+                 test->labels->shape[1] != dl4c_net_output_size(net)))
+        return dl4c_error(DL4C_ERR_SHAPE, "training: the test set's shape does not match the network");
+    local_data d = {.train = train, .test = test};
+    d.shards = calloc((size_t)W, sizeof *d.shards);
+    d.views = calloc((size_t)(2 * W), sizeof *d.views);
+    dl4c_status s;
+    if (!d.shards || !d.views) {
+        s = dl4c_error(DL4C_ERR_NOMEM, "training: out of memory");
+    } else {
+        dl4c_train_data data = {.n_train = dl4c_dataset_count(train), .acquire = local_acquire,
+                                .release = local_release, .test_shard = local_test_shard, .ctx = &d};
+        s = dl4c_train_local_data(net, &data, opts, state);
+    }
+    free(d.shards); free(d.views);
     return s;
 }
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 /* Slots of the per-round reduction (doubles, summed over workers). */
-enum { R_BATCHES, R_BATCHES_SQ, R_WORKING, R_FAILED, R_LOSS, R_EXAMPLES, R_STOP, R_COUNT };
+enum { R_BATCHES, R_BATCHES_SQ, R_WORKING, R_FAILED, R_LOSS, R_EXAMPLES, R_STOP, R_SKIPPED, R_COUNT };
 
 typedef struct worker_ctx {
     dl4c_comm *comm;
@@ -18,7 +18,132 @@ typedef struct worker_ctx {
     int rank, size;
     float *global, *delta;     /* bmuf: global model and block momentum (n_params each) */
     double *stats;             /* [3 * size]: fit, wait, avg seconds per worker (epoch totals) */
+    float *backup;             /* on_nan skip-batch: params and updater state before the step */
 } worker_ctx;
+
+/* ---- Divergence checks ---- */
+
+/* True when no value is NaN or infinite (exponent bits all ones); vectorizes, and works
+ * whatever the floating-point flags. */
+static bool all_finite(const float *x, int64_t n) {
+    const uint32_t *u = (const uint32_t *)x;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
+    return !bad;
+}
+
+/* Names the first layer whose parameters, else whose gradients, are not all finite:
+ * "layer 4 (dense \"fc\"): parameters not finite". */
+static void describe_nonfinite(dl4c_net *net, char *buf, size_t cap) {
+    const float *bufs[2] = {dl4c_net_params(net), dl4c_net_gradients(net)};
+    static const char *const what[2] = {"parameters", "gradients"};
+    const dl4c_net_conf *conf = dl4c_net_conf_of(net);
+    for (int b = 0; b < 2; b++) {
+        int64_t off = 0;
+        for (int i = 0; i < dl4c_net_n_layers(net); i++) {
+            const dl4c_layer_info li = dl4c_net_layer_info(net, i);
+            if (!all_finite(bufs[b] + off, li.n_params)) {
+                const char *name = conf->layers[i].name;
+                snprintf(buf, cap, "layer %d (%s%s%s%s): %s not finite", i, dl4c_layer_type_str(li.type),
+                         name[0] ? " \"" : "", name, name[0] ? "\"" : "", what[b]);
+                return;
+            }
+            off += li.n_params;
+        }
+    }
+    snprintf(buf, cap, "output layer %d (%s): the loss is not finite", dl4c_net_n_layers(net) - 1,
+             dl4c_layer_type_str(dl4c_net_layer_info(net, dl4c_net_n_layers(net) - 1).type));
+}
+
+/* One minibatch step with divergence checks: a non-finite loss or gradient means no update;
+ * a non-finite parameter or updater state after the update is one too. With on_nan stop that
+ * is DL4C_ERR_NUMERIC naming the layer and iteration; with skip-batch the step is undone
+ * (parameters, updater state and step restored from w->backup) and *skipped set. The loss is
+ * checked at every step; gradients and parameters at every step on the CPU (where the host
+ * buffers are the network's) or with skip-batch, else after each round's averaging (on a GPU
+ * a per-step check would copy the buffers down every step). */
+static dl4c_status fit_step(worker_ctx *w, const dl4c_batch *b, int epoch, int64_t iteration,
+                            float *score, bool *skipped) {
+    dl4c_net *net = w->net;
+    const int64_t np = dl4c_net_n_params(net), ns = dl4c_net_n_updater_state(net);
+    const bool skip = w->opts->on_nan == DL4C_ON_NAN_SKIP_BATCH;
+    const bool per_step = skip || dl4c_net_device(net, NULL) == DL4C_DEVICE_CPU;
+    *skipped = false;
+    dl4c_status s = dl4c_net_compute_gradient(net, b->x, b->y, b->n, score);
+    if (s && s != DL4C_ERR_NUMERIC) return s;
+    bool bad = s == DL4C_ERR_NUMERIC || !isfinite(*score) ||
+               (per_step && !all_finite(dl4c_net_gradients(net), np));
+    const char *when = "the loss or gradient";
+    if (!bad) {
+        const int64_t step = dl4c_net_step(net);
+        if (skip) {   /* host copies are current after the getters */
+            memcpy(w->backup, dl4c_net_params(net), sizeof(float) * (size_t)np);
+            if (ns) memcpy(w->backup + np, dl4c_net_updater_state(net), sizeof(float) * (size_t)ns);
+        }
+        dl4c_net_apply_update(net);
+        bad = per_step && (!all_finite(dl4c_net_params(net), np) ||
+                           (ns && !all_finite(dl4c_net_updater_state(net), ns)));
+        when = "the update";
+        if (bad && skip) {   /* written through the host pointers: copied up at the next call */
+            memcpy(dl4c_net_params(net), w->backup, sizeof(float) * (size_t)np);
+            if (ns) memcpy(dl4c_net_updater_state(net), w->backup + np, sizeof(float) * (size_t)ns);
+            dl4c_net_set_step(net, step);
+        }
+    }
+    if (!bad) return DL4C_OK;
+    if (skip) {
+        *skipped = true;
+        return DL4C_OK;
+    }
+    char where[160];
+    describe_nonfinite(net, where, sizeof where);
+    return dl4c_error(DL4C_ERR_NUMERIC,
+                      "training diverged at epoch %d, iteration %lld (worker %d): %s gave NaN or "
+                      "infinity (loss %g); %s. Nothing was written from this step on; lower the "
+                      "learning rate or use --on-nan skip-batch", epoch + 1, (long long)iteration,
+                      w->rank, when, (double)*score, where);
+}
+
+/* Stop flag (set by a signal handler or another thread): an atomic read. */
+static bool stop_requested(const dl4c_train_opts *o) {
+    return o->stop && __atomic_load_n(o->stop, __ATOMIC_RELAXED);
+}
+
+/* ---- A worker's minibatches of an epoch, acquired whole or in blocks (streaming) ---- */
+typedef struct batch_feed {
+    worker_ctx *w;
+    const int64_t *rows;      /* the worker's remaining rows of the epoch, in training order */
+    int64_t n, pos, block;    /* rows, rows acquired so far, rows per block */
+    int batch, prefetch;
+    bool held;                /* a block is acquired (release before the next) */
+    dl4c_batch_iter *it;      /* over the current block */
+} batch_feed;
+
+static void feed_release(batch_feed *f) {
+    dl4c_batch_iter_free(f->it);
+    f->it = NULL;
+    if (f->held) f->w->data->release(f->w->data->ctx, f->w->rank);
+    f->held = false;
+}
+
+/* The next minibatch into *b; false at the end of the epoch's rows or on an error (*err). */
+static bool feed_next(batch_feed *f, dl4c_batch *b, dl4c_status *err) {
+    for (;;) {
+        if (f->it && dl4c_batch_iter_next(f->it, b)) return true;
+        if (f->pos >= f->n) return false;
+        feed_release(f);
+        const int64_t cnt = f->n - f->pos < f->block ? f->n - f->pos : f->block;
+        const dl4c_dataset *ds = NULL;
+        const int64_t *idx = NULL;
+        dl4c_status s = f->w->data->acquire(f->w->data->ctx, f->w->rank, f->rows + f->pos, cnt, &ds, &idx);
+        if (!s) {
+            f->held = true;
+            s = dl4c_batch_iter_new(ds, idx, cnt, f->batch, f->prefetch, &f->it);
+        }
+        if (s) { *err = s; return false; }
+        f->pos += cnt;
+    }
+}
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -72,56 +197,58 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
     const int64_t rounds = ceil_div(max_batches, F);
     const int64_t my_n = starts[w->rank + 1] - starts[w->rank];
     const int64_t skip = first_round * F * B < my_n ? first_round * F * B : my_n;
-    const dl4c_dataset *ds = NULL;
-    const int64_t *idx = NULL;
-    dl4c_batch_iter *it = NULL;
-    int own_err = DL4C_OK;
-    s = w->data->acquire(w->data->ctx, w->rank, perm + starts[w->rank], my_n, &ds, &idx);
-    if (!s && my_n - skip > 0)
-        s = dl4c_batch_iter_new(ds, idx + skip, my_n - skip, B, t->prefetch, &it);
-    own_err = s;
-    dl4c_free(perm);
+    /* Blocks of whole minibatches when streaming, else all rows at once. */
+    int64_t block = w->data->block_rows > 0 ? w->data->block_rows / B * B : my_n - skip;
+    if (block < B) block = B;
+    batch_feed feed = {.w = w, .rows = perm + starts[w->rank] + skip, .n = my_n - skip, .block = block,
+                       .batch = B, .prefetch = t->prefetch};
+    dl4c_status own_err = DL4C_OK;
     free(starts);
 
     const int64_t n_params = dl4c_net_n_params(net), n_state = dl4c_net_n_updater_state(net);
-    float *params = dl4c_net_params(net), *ustate = dl4c_net_updater_state(net);
     const double t_epoch = dl4c_now();
     double loss_sum = 0;
     int64_t loss_batches = 0, examples = 0;
     dl4c_status result = DL4C_OK;
     for (int64_t round = first_round; round < rounds; round++) {
         if (!t->save_updater) {   /* DL4J: without save_updater each round starts a fresh updater */
-            memset(ustate, 0, sizeof(float) * (size_t)n_state);
+            memset(dl4c_net_updater_state(net), 0, sizeof(float) * (size_t)n_state);
             dl4c_net_set_step(net, 0);
         }
         double red[R_COUNT] = {0};
         const double t0 = dl4c_now();
         int k = 0;
         dl4c_batch b;
-        while (!own_err && k < F && it && dl4c_batch_iter_next(it, &b)) {
+        while (!own_err && k < F && feed_next(&feed, &b, &own_err)) {
             float score;
-            dl4c_status fs = dl4c_net_fit(net, b.x, b.y, b.n, &score);
+            bool skipped;
+            dl4c_status fs = fit_step(w, &b, epoch, st->iteration + k + 1, &score, &skipped);
             if (fs) {
-                own_err = dl4c_error_prefix(fs, "worker %d, epoch %d, iteration %lld", w->rank,
+                own_err = fs == DL4C_ERR_NUMERIC ? fs
+                        : dl4c_error_prefix(fs, "worker %d, epoch %d, iteration %lld", w->rank,
                                             epoch + 1, (long long)(st->iteration + k + 1));
                 break;
             }
-            red[R_LOSS] += score;
+            if (skipped) red[R_SKIPPED] += 1;
+            else red[R_LOSS] += score;
             red[R_EXAMPLES] += b.n;
             k++;
         }
+        dl4c_net_sync_host(net);   /* GPU networks: host copies current for the averaging below */
         const double t1 = dl4c_now();
         red[R_BATCHES] = k;
         red[R_BATCHES_SQ] = (double)k * k;
         red[R_WORKING] = k > 0;
         red[R_FAILED] = own_err != DL4C_OK;
-        red[R_STOP] = w->opts->stop && *w->opts->stop;
+        red[R_STOP] = stop_requested(w->opts);
         dl4c_comm_barrier(w->comm);
         const double t2 = dl4c_now();
         s = dl4c_comm_allreduce(w->comm, red, R_COUNT, DL4C_F64, DL4C_REDUCE_SUM);
         if (s) { result = s; break; }
         if (red[R_FAILED] > 0) { result = fail_all(w, own_err, (int)red[R_FAILED]); break; }
         const double K = red[R_BATCHES], nwork = red[R_WORKING];
+        /* Host buffers, current after the fits (on a GPU the getters copy them down). */
+        float *params = dl4c_net_params(net), *ustate = dl4c_net_updater_state(net);
         if (nwork > 0) {
             /* All working workers did the same number of batches: plain mean (with one
              * worker the parameters stay bit-identical); else weighted by batches. */
@@ -135,7 +262,20 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
             if ((s = dl4c_comm_allreduce(w->comm, &step, 1, DL4C_I64, DL4C_REDUCE_MAX))) { result = s; break; }
             dl4c_net_set_step(net, step);
             if (t->averaging == DL4C_AVG_BMUF && w->size > 1) bmuf_update(w, params, n_params);
+            /* Finite inputs can still overflow in the sum: never go on (or checkpoint) with NaNs. */
+            if (!all_finite(params, n_params) || (t->save_updater && n_state && !all_finite(ustate, n_state))) {
+                char where[160];
+                describe_nonfinite(net, where, sizeof where);
+                result = dl4c_error(DL4C_ERR_NUMERIC, "training diverged at epoch %d, round %lld: the averaged "
+                                    "parameters are not finite; %s. Nothing was written from this round on",
+                                    epoch + 1, (long long)(round + 1), where);
+                break;
+            }
         }
+        if (red[R_SKIPPED] > 0 && w->rank == 0)
+            dl4c_log(DL4C_LOG_WARN, "training: epoch %d, round %lld: skipped %.0f minibatch(es) whose loss, "
+                     "gradient or update was NaN or infinite (on-nan skip-batch)", epoch + 1,
+                     (long long)(round + 1), red[R_SKIPPED]);
         const double t3 = dl4c_now();
         /* Time per worker and phase. */
         double *times = calloc((size_t)(3 * w->size), sizeof(double));
@@ -152,9 +292,10 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
         if ((s = dl4c_comm_allreduce(w->comm, &max_k, 1, DL4C_I64, DL4C_REDUCE_MAX))) { free(times); result = s; break; }
         st->iteration += max_k;
         st->round = round + 1;
-        st->loss = K > 0 ? red[R_LOSS] / K : NAN;
+        const double scored = K - red[R_SKIPPED];
+        st->loss = scored > 0 ? red[R_LOSS] / scored : NAN;
         loss_sum += red[R_LOSS];
-        loss_batches += (int64_t)K;
+        loss_batches += (int64_t)scored;
         examples += (int64_t)red[R_EXAMPLES];
         if (w->rank == 0 && w->opts->listener.on_round) {
             dl4c_round_info ri = {
@@ -185,8 +326,8 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
             break;
         }
     }
-    dl4c_batch_iter_free(it);
-    if (ds) w->data->release(w->data->ctx, w->rank);
+    feed_release(&feed);
+    dl4c_free(perm);
     *epoch_loss = loss_batches ? loss_sum / (double)loss_batches : NAN;
     *epoch_examples = examples;
     *epoch_rounds = rounds - first_round;
@@ -256,8 +397,11 @@ dl4c_status dl4c_train_worker(dl4c_comm *comm, dl4c_net *net, const dl4c_train_d
         w.delta = calloc((size_t)n_params, sizeof(float));
         if (w.global) memcpy(w.global, dl4c_net_params(net), sizeof(float) * (size_t)n_params);
     }
-    if (!w.stats || (t->averaging == DL4C_AVG_BMUF && (!w.global || !w.delta))) {
-        free(w.stats); free(w.global); free(w.delta);
+    if (opts->on_nan == DL4C_ON_NAN_SKIP_BATCH)
+        w.backup = malloc(sizeof(float) * (size_t)(n_params + n_state + 1));
+    if (!w.stats || (t->averaging == DL4C_AVG_BMUF && (!w.global || !w.delta)) ||
+        (opts->on_nan == DL4C_ON_NAN_SKIP_BATCH && !w.backup)) {
+        free(w.stats); free(w.global); free(w.delta); free(w.backup);
         return dl4c_error(DL4C_ERR_NOMEM, "training: out of memory");
     }
     dl4c_status result = DL4C_OK;
@@ -313,7 +457,7 @@ dl4c_status dl4c_train_worker(dl4c_comm *comm, dl4c_net *net, const dl4c_train_d
         dl4c_eval_free(ev);
         dl4c_regeval_free(rev);
     }
-    free(w.stats); free(w.global); free(w.delta);
+    free(w.stats); free(w.global); free(w.delta); free(w.backup);
     *state = st;
     return result;
 }
