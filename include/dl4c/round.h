@@ -58,8 +58,8 @@ void dl4c_bmuf_step(float *params, float *global, float *delta, int64_t n, float
                     float block_learning_rate);
 
 /* dl4c_train_worker for a worker that holds its own part of the epoch: `part` holds, in
- * training order, the rows that dl4c_partition(n_train, seed, epoch, size) gives this rank
- * (global row ids in `rows`, checked against the partition when not NULL). Trains the epochs
+ * training order, the rows that dl4c_partition(n_train, seed, epoch, size) gives this rank,
+ * and `rows` their global ids (checked against the partition's). Trains the epochs
  * from opts->resume (or 0) to the net's training.epochs; with several epochs the part must be
  * the same for every epoch, so callers run one epoch per call (training.epochs = epoch + 1). */
 dl4c_status dl4c_train_part(dl4c_comm *comm, dl4c_net *net, const dl4c_dataset *part,

@@ -24,14 +24,18 @@ class Dl4cError(RuntimeError):
 
 
 # ---- structs (include/dl4c/*.h) ----
+# Structs that Python allocates and C reads end in zeroed reserved space: a field appended
+# to the C struct later reads as 0, its default, instead of whatever lies past our copy.
+_RESERVED = ("_reserved", ctypes.c_int64 * 16)
+
 class Tensor(ctypes.Structure):
     _fields_ = [("data", c_float_p), ("ndim", ctypes.c_int), ("shape", ctypes.c_int64 * 5),
-                ("size", ctypes.c_int64), ("device", ctypes.c_int), ("owns", ctypes.c_bool)]
+                ("size", ctypes.c_int64), ("device", ctypes.c_int), ("owns", ctypes.c_bool), _RESERVED]
 
 
 class Dataset(ctypes.Structure):
     _fields_ = [("features", ctypes.POINTER(Tensor)), ("labels", ctypes.POINTER(Tensor)),
-                ("n_classes", ctypes.c_int)]
+                ("n_classes", ctypes.c_int), _RESERVED]
 
 
 class RoundResult(ctypes.Structure):
@@ -41,7 +45,7 @@ class RoundResult(ctypes.Structure):
 
 class TrainState(ctypes.Structure):
     _fields_ = [("epoch", ctypes.c_int), ("round", ctypes.c_int64), ("iteration", ctypes.c_int64),
-                ("loss", ctypes.c_double)]
+                ("loss", ctypes.c_double), _RESERVED]
 
 
 class RoundInfo(ctypes.Structure):
@@ -66,13 +70,13 @@ class Listener(ctypes.Structure):
 class TrainOpts(ctypes.Structure):
     _fields_ = [("threads", ctypes.c_int), ("listener", Listener), ("checkpoint_every", ctypes.c_int),
                 ("checkpoint", ctypes.c_void_p), ("checkpoint_ctx", ctypes.c_void_p),
-                ("resume", ctypes.POINTER(TrainState)), ("stop", ctypes.POINTER(ctypes.c_int))]
+                ("resume", ctypes.POINTER(TrainState)), ("stop", ctypes.POINTER(ctypes.c_int)), _RESERVED]
 
 
 class Progress(ctypes.Structure):
     _fields_ = [("epoch", ctypes.c_int), ("round", ctypes.c_int64), ("iteration", ctypes.c_int64),
                 ("seed", ctypes.c_uint64), ("workers", ctypes.c_int), ("loss", ctypes.c_double),
-                ("has_updater", ctypes.c_bool), ("has_bmuf", ctypes.c_bool)]
+                ("has_updater", ctypes.c_bool), ("has_bmuf", ctypes.c_bool), _RESERVED]
 
 
 class FileCheckpoint(ctypes.Structure):

@@ -310,7 +310,7 @@ def _round_task(conf_json, bc_state, round_, batch, freq, prefetch, save_updater
     from pyspark import TaskContext
     for w, ids, x, y in it:
         t0 = time.perf_counter()
-        params, ustate, step = bc_state.value
+        params, ustate, step, epoch = bc_state.value
         t1 = time.perf_counter()
         net = _worker_net(conf_json)
         net.params = params
@@ -322,7 +322,7 @@ def _round_task(conf_json, bc_state, round_, batch, freq, prefetch, save_updater
         idx = np.arange(min(lo, ids.size), min(lo + freq * batch, ids.size), dtype=np.int64)
         t2 = time.perf_counter()
         if fail_hook and fail_hook.get("round") == round_ and fail_hook.get("rank", 0) == w \
-                and fail_hook.get("epoch", 0) == bc_state_epoch(bc_state) and TaskContext.get().attemptNumber() == 0:
+                and fail_hook.get("epoch", 0) == epoch and TaskContext.get().attemptNumber() == 0:
             raise RuntimeError(f"dl4c.spark test hook: worker {w} fails round {round_} on its first attempt")
         res = net.worker_round(data, idx, batch, freq, prefetch, reset_updater=not save_updater)
         stats = {"batches": res.batches, "examples": res.examples, "loss_sum": res.loss_sum, "fit_s": res.fit_s,
@@ -340,10 +340,6 @@ def _round_task(conf_json, bc_state, round_, batch, freq, prefetch, save_updater
                     u *= wt
         u0 = net.updater_state if (w == 0 and not save_updater and net.n_updater_state) else None
         yield _Acc.single(w, p, u, stats, u0)
-
-
-def bc_state_epoch(bc_state):
-    return bc_state.value[3] if len(bc_state.value) > 3 else 0
 
 
 def _eval_task(conf_json, bc_params, n_classes, batch, it):

@@ -6,6 +6,7 @@
 #include "dl4c/config.h"
 #include "dl4c/io.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,11 @@ dl4c_status dl4c_worker_round(dl4c_net *net, const dl4c_dataset *ds, const int64
         float score;
         if ((s = dl4c_net_fit(net, b.x, b.y, b.n, &score))) {
             s = dl4c_error_prefix(s, "worker round, minibatch %lld", (long long)out->batches + 1);
+            break;
+        }
+        if (!isfinite(score)) {   /* as the trainer's default (on_nan stop) */
+            s = dl4c_error(DL4C_ERR_NUMERIC, "worker round, minibatch %lld: the loss is %g; training diverged "
+                           "(lower the learning rate)", (long long)out->batches + 1, (double)score);
             break;
         }
         out->loss_sum += score;
@@ -98,21 +104,28 @@ typedef struct part_data {
     int64_t *identity;         /* 0..n-1 */
 } part_data;
 
+/* The trainer asks for a contiguous run of the worker's rows of the epoch, in training order:
+ * all of them, the ones left after resuming mid-epoch, or one block at a time when streaming.
+ * Found in the part by the global id of its first row, then checked row by row. */
 static dl4c_status part_acquire(void *ctx, int worker, const int64_t *rows, int64_t n,
                                 const dl4c_dataset **ds, const int64_t **idx) {
     part_data *d = ctx;
     const int64_t have = dl4c_dataset_count(d->part);
-    if (n != have)
-        return dl4c_error(DL4C_ERR_INVALID_ARG, "worker %d: the partition gives it %lld rows, its part holds %lld "
-                          "(the data was split for another seed, epoch or worker count)", worker, (long long)n,
-                          (long long)have);
-    if (d->rows)
+    int64_t off = 0;
+    if (n > 0) {
+        while (off < have && d->rows[off] != rows[0]) off++;
+        if (off + n > have)
+            return dl4c_error(DL4C_ERR_INVALID_ARG, "worker %d: the partition gives it %lld rows from example %lld "
+                              "on, its part of %lld rows does not hold them (the data was split for another seed, "
+                              "epoch or worker count)", worker, (long long)n, (long long)rows[0], (long long)have);
         for (int64_t i = 0; i < n; i++)
-            if (rows[i] != d->rows[i])
+            if (rows[i] != d->rows[off + i])
                 return dl4c_error(DL4C_ERR_INVALID_ARG, "worker %d: row %lld of its part is example %lld, the "
-                                  "partition says %lld", worker, (long long)i, (long long)d->rows[i], (long long)rows[i]);
+                                  "partition says %lld", worker, (long long)(off + i), (long long)d->rows[off + i],
+                                  (long long)rows[i]);
+    }
     *ds = d->part;
-    *idx = d->identity;
+    *idx = d->identity + off;
     return DL4C_OK;
 }
 
@@ -130,6 +143,7 @@ dl4c_status dl4c_train_part(dl4c_comm *comm, dl4c_net *net, const dl4c_dataset *
     if (part->labels->shape[1] != dl4c_net_output_size(net))
         return dl4c_error(DL4C_ERR_SHAPE, "train part: labels have %lld columns, the network outputs %lld",
                           (long long)part->labels->shape[1], (long long)dl4c_net_output_size(net));
+    if (!rows) return dl4c_error(DL4C_ERR_INVALID_ARG, "train part: the global ids of the part's rows are needed");
     part_data d = {.part = part, .rows = rows};
     d.identity = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     if (!d.identity) return dl4c_error(DL4C_ERR_NOMEM, "train part: out of memory");
