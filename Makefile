@@ -2,6 +2,7 @@
 #   make          build (Release with debug info) into build/
 #   make demo     train the seed's LeNet on Fashion-MNIST and print the evaluation
 #   make test     install what is missing, build, run every test (ctest)
+#   make cuda     the CUDA build (cuBLAS, cuDNN, NCCL; nvcc from /usr/local/cuda) into build-cuda/
 #   make bench    benchmarks: tables on stdout, JSON in bench/results/latest.json
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -58,3 +59,10 @@ check-valgrind: setup build
 
 fuzz: setup
 	JOBS=$(JOBS) FUZZ_JOBS=$(FUZZ_JOBS) bash fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+# ---- GPUs (issue 6): the CUDA build into build-cuda/; scripts/gpu-check runs its GPU tests and
+# times LeNet against PyTorch on a machine with an NVIDIA GPU.
+.PHONY: cuda
+cuda:
+	cmake -S . -B build-cuda -DDL4C_CUDA=ON $(CMAKE_FLAGS)
+	cmake --build build-cuda -j $(JOBS)

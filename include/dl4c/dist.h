@@ -1,7 +1,7 @@
 /* dl4c communicators: how data-parallel workers talk. One interface, several transports:
  *   local  worker threads in one process sharing memory (the embedded default, like local[*])
  *   mpi    OpenMPI ranks on one or many hosts (mpirun -np N dl4c train --dist mpi ...)
- *   (nccl  GPUs, with the CUDA backend)
+ *   nccl   GPUs, one per rank (builds with the CUDA backend)
  * Every reduction sums in rank order (0, 1, 2, ...) for every element, never in arrival
  * order, so all transports give bit-identical results for the same inputs. */
 #ifndef DL4C_DIST_H
@@ -59,6 +59,21 @@ dl4c_status dl4c_comm_mpi_world(dl4c_comm **out);
 /* Finalises MPI if dl4c initialised it. */
 void dl4c_mpi_finalize(void);
 bool dl4c_have_mpi(void);
+
+/* ---- nccl: one GPU per rank ---- (builds with CUDA; DL4C_ERR_UNSUPPORTED otherwise)
+ * Reductions in rank order, like local's and mpi's, so results are bit-identical to theirs:
+ * each rank receives slice r of every rank's buffer (grouped ncclSend/ncclRecv), reduces it
+ * over ranks 0, 1, ... on its GPU and the slices are gathered back (ncclAllGather); NCCL's
+ * own all-reduce (whose summation order varies) is not used. Buffers may be host or device
+ * memory. world: ranks started by MPI (mpirun -np N dl4c train --dist nccl ...); rank 0's
+ * ncclUniqueId goes out over MPI; the rank uses GPU `device`, or with device < 0 its local
+ * rank on its host (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, ...) modulo the GPUs there.
+ * group: `size` ranks in this process, one thread each, rank r on GPU devices[r]. */
+dl4c_status dl4c_comm_nccl_world(int device, dl4c_comm **out);
+dl4c_status dl4c_comm_nccl_group(int size, const int *devices, dl4c_comm **comms /* size entries */);
+/* The GPU of a nccl communicator's rank; -1 for other communicators. */
+int dl4c_comm_nccl_device(const dl4c_comm *c);
+bool dl4c_have_nccl(void);
 
 /* ---- tcp: processes that can pass one "host:port" around (Spark barrier tasks) ----
  * A star around rank 0; reductions in rank order at rank 0, so results equal local's and
