@@ -1,14 +1,19 @@
 /* dl4c train: configuration + data -> trained model, with local threads or MPI ranks. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "nn/layer.h"
 
 static const char *const train_help =
     "usage: dl4c train CONFIG [options]\n"
@@ -36,6 +41,13 @@ static const char *const train_help =
     "  --threads N                   BLAS threads in all (default: 1 per worker; one worker gets\n"
     "                                all N); worker threads x BLAS threads never exceed N\n"
     "  --dist local|mpi              local threads (default) or MPI ranks (mpirun -np N dl4c train --dist mpi ...)\n"
+    "  --on-nan stop|skip-batch      a NaN or infinite loss, gradient or update: stop with a message naming\n"
+    "                                the layer and iteration (default), or drop that minibatch's update\n"
+    "resources:\n"
+    "  --stream                      read the training data from its file in blocks of minibatches instead of\n"
+    "                                loading it whole (automatic when it would not fit in memory)\n"
+    "  --memory-limit SIZE           memory the run may use, e.g. 512M or 4G (default: MemAvailable in\n"
+    "                                /proc/meminfo); a run estimated to need more is refused before training\n"
     "output:\n"
     "  -o, --output MODEL            write the trained model (safetensors) to MODEL\n"
     "  --metrics-out FILE            one JSON line per round and per epoch (loss, accuracy,\n"
@@ -46,7 +58,9 @@ static const char *const train_help =
     "  --json                        print the final evaluation as JSON\n"
     "  -q, --quiet                   no progress output\n"
     "\n"
-    "SIGINT/SIGTERM finish the current round, write a checkpoint and exit 130; a second one exits at once.\n";
+    "SIGINT/SIGTERM finish the current round, write a checkpoint and exit 130; a second one exits at once.\n"
+    "Outputs (-o, --checkpoint, --metrics-out) are checked for being writable, and for room for the model\n"
+    "file, before training; model files are written to a temporary name and renamed, never left truncated.\n";
 
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -56,6 +70,9 @@ static void on_signal(int sig) {
         raise(sig);
     }
     stop_requested = 1;
+    static const char msg[] = "\ndl4c train: stopping after this round (a second signal exits at once)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
 }
 
 typedef struct train_ctx {
@@ -66,6 +83,8 @@ typedef struct train_ctx {
     double *fit, *wait, *avg;      /* per-worker totals over the run */
     int workers;
     const char *checkpoint_path;   /* where checkpoints go */
+    int checkpoints;               /* checkpoints written */
+    dl4c_train_state last_checkpoint; /* progress of the last one */
     uint64_t seed;
     char *final_stats;             /* evaluation text of the last epoch */
     char *final_json;
@@ -152,6 +171,8 @@ static void on_epoch(void *p, const dl4c_epoch_info *e) {
 
 static void on_checkpoint(void *p, const char *path, const dl4c_train_state *s) {
     train_ctx *c = p;
+    c->checkpoints++;
+    c->last_checkpoint = *s;
     if (!c->quiet)
         fprintf(stderr, "%sdl4c train: checkpoint written to %s (epoch %d, round %lld)\n", c->tty ? "\n" : "",
                 c->checkpoint_path, s->epoch + 1, (long long)s->round);
@@ -170,13 +191,22 @@ static dl4c_status write_checkpoint(void *p, const dl4c_net *net, const dl4c_tra
     return dl4c_model_save(net, &pr, c->checkpoint_path);
 }
 
-/* ---- MPI data: each rank keeps only its own rows of the files ---- */
+/* ---- Data read from the files by each worker: MPI ranks (each keeps only its own rows)
+ * and streaming (each worker holds one block of minibatches at a time) ---- */
+
+/* One worker's rows: a rank's, or a local thread's when streaming. */
+typedef struct file_part {
+    dl4c_dataset *part;                  /* the rows acquired, in training order */
+    dl4c_dataset *test_shard;            /* this worker's rows of the test file */
+    int64_t *identity;                   /* 0..n-1 */
+} file_part;
+
 typedef struct file_data {
     const char *train_path, *test_path;  /* files */
     const dl4c_csv_opts *csv;
-    dl4c_dataset *part;                  /* this rank's rows of the epoch, in training order */
-    dl4c_dataset *test_shard;            /* this rank's rows of the test file */
-    int64_t *identity;                   /* 0..n-1 */
+    int64_t total;                       /* rows in the training file */
+    int64_t chunk;                       /* rows read from the file at a time */
+    file_part *parts;                    /* [workers], by worker (rank) */
 } file_data;
 
 static int cmp_pair(const void *a, const void *b) {
@@ -184,24 +214,29 @@ static int cmp_pair(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static void file_release(void *p, int worker) {
+    file_part *fp = &((file_data *)p)->parts[worker];
+    dl4c_dataset_free(fp->part);
+    fp->part = NULL;
+    dl4c_free(fp->identity);
+    fp->identity = NULL;
+}
+
 /* Reads the file in chunks and keeps `rows` (in the given order): memory holds one chunk and
- * this rank's rows, never the whole file. */
+ * these rows, never the whole file. */
 static dl4c_status file_acquire(void *p, int worker, const int64_t *rows, int64_t n,
                                 const dl4c_dataset **ds, const int64_t **idx) {
     file_data *d = p;
-    dl4c_dataset_free(d->part);
-    d->part = NULL;
-    dl4c_free(d->identity);
-    d->identity = NULL;
-    int64_t total;
-    dl4c_status s = cli_count(d->train_path, d->csv, &total);
-    if (s) return s;
+    file_part *fp = &d->parts[worker];
+    file_release(p, worker);
+    const int64_t total = d->total;
+    dl4c_status s = DL4C_OK;
     int64_t *pairs = malloc(sizeof(int64_t) * 2 * (size_t)(n ? n : 1));
-    d->identity = dl4c_alloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    if (!pairs || !d->identity) { free(pairs); return dl4c_error(DL4C_ERR_NOMEM, "out of memory"); }
-    for (int64_t i = 0; i < n; i++) { pairs[2 * i] = rows[i]; pairs[2 * i + 1] = i; d->identity[i] = i; }
+    fp->identity = dl4c_alloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!pairs || !fp->identity) { free(pairs); return dl4c_error(DL4C_ERR_NOMEM, "out of memory"); }
+    for (int64_t i = 0; i < n; i++) { pairs[2 * i] = rows[i]; pairs[2 * i + 1] = i; fp->identity[i] = i; }
     qsort(pairs, (size_t)n, 2 * sizeof(int64_t), cmp_pair);
-    const int64_t chunk = total / 8 + 1;
+    const int64_t chunk = d->chunk > 0 ? d->chunk : total / 8 + 1;
     dl4c_tensor *f = NULL, *l = NULL;
     int n_classes = 0;
     int64_t j = 0;
@@ -228,7 +263,7 @@ static dl4c_status file_acquire(void *p, int worker, const int64_t *rows, int64_
         dl4c_dataset_free(c);
     }
     free(pairs);
-    if (!s && (!f || !l)) {   /* no rows for this rank: an empty dataset of the right width */
+    if (!s && (!f || !l)) {   /* no rows for this worker: an empty dataset of the right width */
         dl4c_dataset *c = NULL;
         if (!(s = cli_load_range(d->train_path, d->csv, 0, 1, &c))) {
             int64_t fs[DL4C_MAX_DIMS], ls[2] = {0, c->labels->shape[1]};
@@ -241,40 +276,169 @@ static dl4c_status file_acquire(void *p, int worker, const int64_t *rows, int64_
         }
     }
     if (s) { dl4c_tensor_free(f); dl4c_tensor_free(l); return s; }
-    if ((s = dl4c_dataset_new(f, l, n_classes, &d->part))) return s;
-    *ds = d->part;
-    *idx = d->identity;
+    if ((s = dl4c_dataset_new(f, l, n_classes, &fp->part))) return s;
+    *ds = fp->part;
+    *idx = fp->identity;
     return DL4C_OK;
-}
-
-static void file_release(void *p, int worker) {
-    file_data *d = p;
-    dl4c_dataset_free(d->part);
-    d->part = NULL;
-    dl4c_free(d->identity);
-    d->identity = NULL;
 }
 
 static dl4c_status file_test_shard(void *p, int worker, int workers, const dl4c_dataset **ds) {
     file_data *d = p;
+    file_part *fp = &d->parts[worker];
     *ds = NULL;
     if (!d->test_path || !d->test_path[0]) return DL4C_OK;
-    if (!d->test_shard) {
+    if (!fp->test_shard) {
         int64_t n;
         dl4c_status s = cli_count(d->test_path, d->csv, &n);
         if (s) return s;
         const int64_t lo = n * worker / workers, hi = n * (worker + 1) / workers;
-        if ((s = cli_load_range(d->test_path, d->csv, lo, hi - lo, &d->test_shard))) return s;
+        if ((s = cli_load_range(d->test_path, d->csv, lo, hi - lo, &fp->test_shard))) return s;
     }
-    *ds = d->test_shard;
+    *ds = fp->test_shard;
     return DL4C_OK;
+}
+
+static void file_data_free(file_data *d, int workers) {
+    if (!d->parts) return;
+    for (int w = 0; w < workers; w++) {
+        file_release(d, w);
+        dl4c_dataset_free(d->parts[w].test_shard);
+    }
+    free(d->parts);
+    d->parts = NULL;
+}
+
+/* ---- Resources: memory estimate, room for the output files ---- */
+
+static const char *human(double bytes, char *buf, size_t n) {
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) { bytes /= 1024; u++; }
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+    return buf;
+}
+
+/* Parses "512M", "4G", "123456" (bytes) into *out. */
+static bool parse_size(const char *v, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || errno || !(x > 0)) return false;
+    switch (*end) {
+    case 'k': case 'K': x *= 1024.0; end++; break;
+    case 'm': case 'M': x *= 1024.0 * 1024; end++; break;
+    case 'g': case 'G': x *= 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': x *= 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'I') end++;
+    if (*end == 'b' || *end == 'B') end++;
+    if (*end) return false;
+    *out = x;
+    return true;
+}
+
+/* MemAvailable from /proc/meminfo in bytes (0 if unknown). */
+static double mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    double kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024.0;
+}
+
+/* What one worker's network holds, from the configuration alone (nothing is allocated):
+ * parameters, their gradients and updater state, and the floats per example of a batch
+ * (activations, deltas, forward->backward and temporary scratch). */
+typedef struct net_size {
+    int64_t n_params;          /* parameters */
+    int64_t state_floats;      /* params + grads + updater state (+ BMUF / skip-batch copies) */
+    int64_t example_floats;    /* batch buffers per example */
+    int64_t in_floats, out_floats; /* one example's input and label sizes */
+} net_size;
+
+static dl4c_status estimate_net(const dl4c_net_conf *conf, dl4c_on_nan on_nan, net_size *ns) {
+    dl4c_net_conf *c = malloc(sizeof *c);
+    if (!c) return dl4c_error(DL4C_ERR_NOMEM, "out of memory");
+    *c = *conf;
+    dl4c_status s = dl4c_net_conf_resolve(c);
+    if (s) { free(c); return s; }
+    int in[3] = {c->input.channels, c->input.height, c->input.width};
+    const int64_t in_floats = (int64_t)in[0] * in[1] * in[2];
+    int64_t n_params = 0, acts = 0, saved = 0, scratch = 0, max_size = in_floats;
+    for (int i = 0; i < c->n_layers && !s; i++) {
+        /* Host memory: sized as the CPU backend sizes its buffers. */
+        dl4c_layer l = {.index = i, .conf = c->layers[i], .ops = dl4c_layer_ops_of(c->layers[i].type),
+                        .be = dl4c_backend_cpu()};
+        char path[32];
+        snprintf(path, sizeof path, "layers[%d]", i);
+        memcpy(l.in, in, sizeof in);
+        if ((s = l.ops->resolve(&l.conf, l.in, l.out, path))) break;
+        if (l.conf.type == DL4C_LAYER_CONV2D || l.conf.type == DL4C_LAYER_SUBSAMPLING) {
+            int oh, ow;
+            if ((s = dl4c_window_resolve(&l.conf, l.in, &oh, &ow, l.pad, path))) break;
+        }
+        l.in_size = (int64_t)l.in[0] * l.in[1] * l.in[2];
+        l.out_size = (int64_t)l.out[0] * l.out[1] * l.out[2];
+        l.ops->count(&l.conf, l.in, &l.n_weights, &l.n_bias);
+        n_params += l.n_weights + l.n_bias;
+        acts += l.out_size;
+        if (l.out_size > max_size) max_size = l.out_size;
+        saved += l.ops->saved_floats(&l, 1);
+        const int64_t sc = l.ops->scratch_floats(&l, 1);
+        if (sc > scratch) scratch = sc;
+        memcpy(in, l.out, sizeof in);
+    }
+    const int slots = dl4c_updater_state_per_param(c->updater.type);
+    ns->n_params = n_params;
+    ns->state_floats = n_params * (2 + slots) + (c->training.averaging == DL4C_AVG_BMUF ? 2 * n_params : 0) +
+                       (on_nan == DL4C_ON_NAN_SKIP_BATCH ? n_params * (1 + slots) : 0);
+    ns->example_floats = acts + 2 * max_size + saved + scratch;
+    ns->in_floats = in_floats;
+    ns->out_floats = (int64_t)in[0] * in[1] * in[2];
+    free(c);
+    return s;
+}
+
+/* Checks that `path` can be created and that its file system (and the file size limit)
+ * leave room for `need` bytes: a file of that size is reserved and removed again. */
+static dl4c_status probe_output(const char *flag, const char *path, double need) {
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s.probe.XXXXXX", path);
+    int fd = mkstemp(probe);
+    if (fd < 0) return dl4c_error(DL4C_ERR_IO, "%s %s: cannot write there: %s", flag, path, strerror(errno));
+    char a[32], b[32];
+    dl4c_status s = DL4C_OK;
+    struct rlimit rl;
+    struct statvfs vfs;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (double)rl.rlim_cur < need) {
+        s = dl4c_error(DL4C_ERR_IO, "%s %s: the model file needs about %s but the file size limit "
+                       "(ulimit -f) is %s", flag, path, human(need, a, sizeof a),
+                       human((double)rl.rlim_cur, b, sizeof b));
+    } else if (fstatvfs(fd, &vfs) == 0 && (double)vfs.f_bavail * vfs.f_frsize < need) {
+        s = dl4c_error(DL4C_ERR_IO, "%s %s: the model file needs about %s but its file system has "
+                       "%s free", flag, path, human(need, a, sizeof a),
+                       human((double)vfs.f_bavail * vfs.f_frsize, b, sizeof b));
+    } else {
+        const int e = posix_fallocate(fd, 0, (off_t)need);
+        if (e && e != EOPNOTSUPP && e != EINVAL)
+            s = dl4c_error(DL4C_ERR_IO, "%s %s: no room for the model file (about %s): %s", flag, path,
+                           human(need, a, sizeof a), strerror(e));
+    }
+    close(fd);
+    unlink(probe);
+    return s;
 }
 
 int cmd_train(int argc, char **argv) {
     const char *cmd = "train";
     enum { O_DATA = 256, O_TRAIN, O_TEST, O_EPOCHS, O_WORKERS, O_BATCH, O_FREQ, O_PREFETCH, O_SAVEUPD,
            O_NOSAVEUPD, O_SEED, O_THREADS, O_METRICS, O_CKEVERY, O_CKPATH, O_RESUME, O_DIST, O_JSON,
-           O_LABELCOL, O_HEADER, O_REGRESSION, O_LABELCOLS, O_CLASSES, O_AVERAGING };
+           O_LABELCOL, O_HEADER, O_REGRESSION, O_LABELCOLS, O_CLASSES, O_AVERAGING, O_ONNAN, O_STREAM,
+           O_MEMLIMIT };
     static const struct option longopts[] = {
         {"help", no_argument, 0, 'h'}, {"data", required_argument, 0, O_DATA},
         {"train", required_argument, 0, O_TRAIN}, {"test", required_argument, 0, O_TEST},
@@ -290,6 +454,8 @@ int cmd_train(int argc, char **argv) {
         {"label-column", required_argument, 0, O_LABELCOL}, {"header", no_argument, 0, O_HEADER},
         {"regression", no_argument, 0, O_REGRESSION}, {"label-columns", required_argument, 0, O_LABELCOLS},
         {"classes", required_argument, 0, O_CLASSES}, {"averaging", required_argument, 0, O_AVERAGING},
+        {"on-nan", required_argument, 0, O_ONNAN}, {"stream", no_argument, 0, O_STREAM},
+        {"memory-limit", required_argument, 0, O_MEMLIMIT},
         {0, 0, 0, 0}};
     cli_data_opts data = {.csv = dl4c_csv_opts_default()};
     int epochs = 0, workers = 0, batch = 0, freq = 0, prefetch = -1, save_updater = -1, threads = 0;
@@ -297,6 +463,9 @@ int cmd_train(int argc, char **argv) {
     long long seed = 0;
     const char *output = NULL, *metrics_path = NULL, *ck_path = NULL, *resume = NULL, *dist = "local";
     const char *averaging = NULL;
+    dl4c_on_nan on_nan = DL4C_ON_NAN_STOP;
+    bool stream = false;
+    double memory_limit = 0;
     int opt;
     optind = 1;
     opterr = 0;
@@ -342,6 +511,16 @@ int cmd_train(int argc, char **argv) {
         case O_LABELCOLS: if (!cli_parse_int(cmd, "--label-columns", optarg, false, &v)) return EXIT_USAGE; data.csv.n_label_columns = v; break;
         case O_CLASSES: if (!cli_parse_int(cmd, "--classes", optarg, false, &v)) return EXIT_USAGE; data.csv.n_classes = v; break;
         case O_AVERAGING: averaging = optarg; break;
+        case O_ONNAN:
+            if (!strcmp(optarg, "stop")) on_nan = DL4C_ON_NAN_STOP;
+            else if (!strcmp(optarg, "skip-batch")) on_nan = DL4C_ON_NAN_SKIP_BATCH;
+            else return cli_usage_error(cmd, "--on-nan: expected stop or skip-batch, got \"%s\"", optarg);
+            break;
+        case O_STREAM: stream = true; break;
+        case O_MEMLIMIT:
+            if (!parse_size(optarg, &memory_limit))
+                return cli_usage_error(cmd, "--memory-limit: expected a size such as 512M or 4G, got \"%s\"", optarg);
+            break;
         case '?':
         default:
             if (optopt > 0 && optopt < 256) return cli_usage_error(cmd, "option -%c: unknown or missing its value", optopt);
@@ -392,7 +571,67 @@ int cmd_train(int argc, char **argv) {
     FILE *metrics = NULL;
     char default_ck[4096];
     train_ctx ctx = {.quiet = quiet, .tty = isatty(2), .final_accuracy = NAN};
+    file_data fd = {.csv = &data.csv};
+    int64_t block_rows = 0;
     int code = EXIT_OK;
+    /* Writes past a file size limit fail with EFBIG (and the model file is not left behind)
+     * instead of killing the process. */
+    signal(SIGXFSZ, SIG_IGN);
+
+    /* Memory, before anything big is allocated: the network of every worker (from the
+     * configuration alone) and the data; stream the data when it does not fit, refuse the
+     * run when even that does not. */
+    char tp[4096], sp[4096];
+    net_size nsz = {0};
+    int64_t n_train = 0, n_test = 0;
+    if ((s = cli_data_paths(&data, tp, sp, sizeof tp)) || (s = estimate_net(&conf, on_nan, &nsz)) ||
+        (s = cli_count(tp, &data.csv, &n_train)) || (sp[0] && (s = cli_count(sp, &data.csv, &n_test)))) {
+        code = cli_fail(cmd, s);
+        goto out;
+    }
+    {
+        const int W = conf.training.workers, B = conf.training.batch_size_per_worker;
+        const int local_workers = use_mpi ? 1 : W;
+        const double row_bytes = 4.0 * (double)(nsz.in_floats + nsz.out_floats);
+        const double per_worker = 4.0 * ((double)nsz.state_floats + (double)B * nsz.example_floats +
+                                         (double)(conf.training.prefetch + 1) * B * (nsz.in_floats + nsz.out_floats));
+        const double model = per_worker * local_workers;
+        const double train_rows = use_mpi ? ceil((double)n_train / W) : (double)n_train;
+        const double test_bytes = row_bytes * (use_mpi ? ceil((double)n_test / W) : (double)n_test);
+        const double data_bytes = row_bytes * train_rows + test_bytes;
+        const double avail = memory_limit > 0 ? memory_limit : mem_available();
+        const char *avail_what = memory_limit > 0 ? "the --memory-limit" : "the memory available (MemAvailable in /proc/meminfo)";
+        char a[32], b[32], c1[32], d1[32], e1[32];
+        if (avail > 0 && model + test_bytes + row_bytes * B * 2 * local_workers > avail) {
+            dl4c_error(DL4C_ERR_INVALID_ARG,
+                       "this run needs about %s of memory: %d worker(s) x %s (%lld parameters with gradients "
+                       "and updater state: %s; a batch of %d examples: %s), plus %s for the data; %s is %s. "
+                       "Use fewer workers, a smaller batch_size_per_worker or a smaller network",
+                       human(model + data_bytes, a, sizeof a), local_workers, human(per_worker, b, sizeof b),
+                       (long long)nsz.n_params, human(4.0 * (double)nsz.state_floats, c1, sizeof c1), B,
+                       human(4.0 * (double)B * nsz.example_floats, d1, sizeof d1), human(data_bytes, e1, sizeof e1),
+                       avail_what, human(avail, e1, sizeof e1));
+            code = cli_fail(cmd, DL4C_ERR_INVALID_ARG);
+            goto out;
+        }
+        if (!stream && avail > 0 && model + data_bytes > avail * 0.9) {
+            stream = true;
+            if (!quiet)
+                fprintf(stderr, "dl4c train: the training data (about %s) does not fit in %s (%s) next to the "
+                        "network (%s): streaming it from %s\n", human(row_bytes * train_rows, a, sizeof a),
+                        avail_what, human(avail, b, sizeof b), human(model, c1, sizeof c1), tp);
+        }
+        if (stream) {
+            /* Half of what is left, shared by the workers; a block and a chunk of the file each. */
+            const double budget = avail > 0 ? (avail - model - test_bytes) / 2 : 256.0 * 1024 * 1024;
+            block_rows = (int64_t)(budget / (2.0 * row_bytes * local_workers));
+            if (block_rows > 1 << 20) block_rows = 1 << 20;
+            if (block_rows < B) block_rows = B;
+            if (!quiet)
+                fprintf(stderr, "dl4c train: streaming %s in blocks of %lld examples per worker\n", tp,
+                        (long long)(block_rows / B * B));
+        }
+    }
     if ((s = dl4c_net_new(&conf, &net))) { code = cli_fail(cmd, s); goto out; }
     const dl4c_net_conf *rc = dl4c_net_conf_of(net);
     ctx.epochs = rc->training.epochs;
@@ -433,17 +672,16 @@ int cmd_train(int argc, char **argv) {
         goto out;
     }
     ctx.metrics = metrics;
-    if (rank == 0 && output) {
-        char probe[4200];
-        snprintf(probe, sizeof probe, "%s.probe.XXXXXX", output);
-        int fd = mkstemp(probe);
-        if (fd < 0) {
-            dl4c_error(DL4C_ERR_IO, "-o %s: cannot write there: %s", output, strerror(errno));
-            code = cli_fail(cmd, DL4C_ERR_IO);
+    if (rank == 0) {
+        /* The model file: parameters and updater state as float32, plus the JSON header. */
+        const double model_bytes = 4.0 * (double)dl4c_net_n_params(net) *
+                                   (1 + dl4c_updater_state_per_param(rc->updater.type)) + 65536.0;
+        if (output && (s = probe_output("-o", output, model_bytes))) { code = cli_fail(cmd, s); goto out; }
+        if ((ck_every > 0 || ck_path != default_ck) &&
+            (s = probe_output("--checkpoint", ck_path, model_bytes))) {
+            code = cli_fail(cmd, s);
             goto out;
         }
-        close(fd);
-        unlink(probe);
     }
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
@@ -454,14 +692,40 @@ int cmd_train(int argc, char **argv) {
         .threads = threads,
         .listener = {.on_round = on_round, .on_epoch = on_epoch, .on_checkpoint = on_checkpoint, .ctx = &ctx},
         .checkpoint_every = ck_every, .checkpoint = write_checkpoint, .checkpoint_ctx = &ctx,
-        .resume = resume ? &resume_state : NULL, .stop = &stop_requested,
+        .resume = resume ? &resume_state : NULL, .stop = &stop_requested, .on_nan = on_nan,
     };
     dl4c_train_state state;
     const double t0 = dl4c_now();
-    if (!use_mpi) {
+    fd.train_path = tp;
+    fd.test_path = sp;
+    fd.total = n_train;
+    fd.chunk = block_rows;
+    fd.parts = calloc((size_t)rc->training.workers, sizeof *fd.parts);
+    if (!fd.parts) { code = cli_fail(cmd, dl4c_error(DL4C_ERR_NOMEM, "out of memory")); goto out; }
+    if (!use_mpi && stream) {
+        /* Check the files' shapes on their first rows, then train from the files. */
+        char what[4200];
+        dl4c_dataset *first = NULL;
+        snprintf(what, sizeof what, "training data %s", tp);
+        if (!(s = cli_load_range(tp, &data.csv, 0, 1, &first))) s = cli_check_data(net, first, what);
+        dl4c_dataset_free(first);
+        first = NULL;
+        snprintf(what, sizeof what, "test data %s", sp);
+        if (!s && sp[0] && n_test > 0 && !(s = cli_load_range(sp, &data.csv, 0, 1, &first)))
+            s = cli_check_data(net, first, what);
+        dl4c_dataset_free(first);
+        if (s) { code = cli_fail(cmd, s); goto out; }
+        dl4c_train_data td = {.n_train = n_train, .acquire = file_acquire, .release = file_release,
+                              .test_shard = file_test_shard, .ctx = &fd, .block_rows = block_rows};
+        if (!quiet)
+            fprintf(stderr, "dl4c train: %lld parameters, %lld training examples (streamed), %d worker(s), batch %d "
+                    "per worker, averaging every %d, %d epoch(s)\n", (long long)dl4c_net_n_params(net),
+                    (long long)n_train, rc->training.workers, rc->training.batch_size_per_worker,
+                    rc->training.averaging_frequency, rc->training.epochs);
+        s = dl4c_train_local_data(net, &td, &opts, &state);
+    } else if (!use_mpi) {
         if ((s = cli_load_data(&data, &train, &test))) { code = cli_fail(cmd, s); goto out; }
-        char tp[4096], sp[4096], what_train[4200], what_test[4200];
-        if ((s = cli_data_paths(&data, tp, sp, sizeof tp))) { code = cli_fail(cmd, s); goto out; }
+        char what_train[4200], what_test[4200];
         snprintf(what_train, sizeof what_train, "training data %s", tp);
         snprintf(what_test, sizeof what_test, "test data %s", sp);
         if ((s = cli_check_data(net, train, what_train)) || (test && (s = cli_check_data(net, test, what_test)))) {
@@ -475,23 +739,13 @@ int cmd_train(int argc, char **argv) {
                     rc->training.averaging_frequency, rc->training.epochs);
         s = dl4c_train_local(net, train, test, &opts, &state);
     } else {
-        char tp[4096], sp[4096];
-        if ((s = cli_data_paths(&data, tp, sp, sizeof tp))) { code = cli_fail(cmd, s); goto out; }
-        file_data fd = {.train_path = tp, .test_path = sp, .csv = &data.csv};
-        int64_t n_train = 0;
-        s = cli_count(tp, &data.csv, &n_train);
-        if (!s) {
-            dl4c_train_data td = {.n_train = n_train, .acquire = file_acquire, .release = file_release,
-                                  .test_shard = file_test_shard, .ctx = &fd};
-            dl4c_net_set_threads(net, threads > 0 ? threads : 1);
-            if (!quiet)
-                fprintf(stderr, "dl4c train: MPI, %d ranks, %lld parameters, %lld training examples\n",
-                        dl4c_comm_size(comm), (long long)dl4c_net_n_params(net), (long long)n_train);
-            s = dl4c_train_worker(comm, net, &td, &opts, &state);
-        }
-        dl4c_dataset_free(fd.part);
-        dl4c_dataset_free(fd.test_shard);
-        dl4c_free(fd.identity);
+        dl4c_train_data td = {.n_train = n_train, .acquire = file_acquire, .release = file_release,
+                              .test_shard = file_test_shard, .ctx = &fd, .block_rows = block_rows};
+        dl4c_net_set_threads(net, threads > 0 ? threads : 1);
+        if (!quiet)
+            fprintf(stderr, "dl4c train: MPI, %d ranks, %lld parameters, %lld training examples\n",
+                    dl4c_comm_size(comm), (long long)dl4c_net_n_params(net), (long long)n_train);
+        s = dl4c_train_worker(comm, net, &td, &opts, &state);
     }
     if (s == DL4C_ERR_INTERRUPTED) {
         if (rank == 0)
@@ -500,7 +754,18 @@ int cmd_train(int argc, char **argv) {
         code = EXIT_INTERRUPTED;
         goto out;
     }
-    if (s) { code = cli_fail(cmd, s); goto out; }
+    if (s) {
+        code = cli_fail(cmd, s);
+        if (s == DL4C_ERR_NUMERIC && rank == 0) {
+            if (ctx.checkpoints)
+                fprintf(stderr, "dl4c train: the last good checkpoint is %s (epoch %d, round %lld); resume from it "
+                        "with --resume %s\n", ck_path, ctx.last_checkpoint.epoch + 1,
+                        (long long)ctx.last_checkpoint.round, ck_path);
+            else
+                fprintf(stderr, "dl4c train: no checkpoint was written%s\n", output ? " and no model file" : "");
+        }
+        goto out;
+    }
     if (rank == 0) {
         const double secs = dl4c_now() - t0;
         if (!quiet) {
@@ -517,8 +782,18 @@ int cmd_train(int argc, char **argv) {
         else if (ctx.final_stats) printf("%s\n", ctx.final_stats);
         fflush(stdout);
     }
+    if (metrics) {   /* a full disk shows here at the latest */
+        const bool bad = ferror(metrics) != 0;
+        const int e = errno;
+        if (fclose(metrics) != 0 || bad) {
+            fprintf(stderr, "dl4c train: --metrics-out %s: write failed: %s\n", metrics_path, strerror(bad ? e : errno));
+            if (code == EXIT_OK) code = EXIT_FAIL;
+        }
+        metrics = NULL;
+    }
 out:
     if (metrics) fclose(metrics);
+    file_data_free(&fd, ctx.workers);
     free(ctx.fit); free(ctx.wait); free(ctx.avg);
     free(ctx.final_stats); free(ctx.final_json);
     dl4c_dataset_free(train);
