@@ -40,7 +40,10 @@ static const char *const train_help =
     "  --seed N                      seed for initialisation, shuffling and partitioning\n"
     "  --threads N                   BLAS threads in all (default: 1 per worker; one worker gets\n"
     "                                all N); worker threads x BLAS threads never exceed N\n"
-    "  --dist local|mpi              local threads (default) or MPI ranks (mpirun -np N dl4c train --dist mpi ...)\n"
+    "  --dist local|mpi|nccl         local threads (default), MPI ranks (mpirun -np N dl4c train --dist mpi ...),\n"
+    "                                or MPI ranks averaging through NCCL, one GPU each (--dist nccl)\n"
+    "  --device cpu|cuda|cuda:N      where each worker computes (default cpu; cuda needs a CUDA build)\n"
+    "  --tf32                        cuda: TF32 tensor-core math (faster; results differ from the CPU's more)\n"
     "  --on-nan stop|skip-batch      a NaN or infinite loss, gradient or update: stop with a message naming\n"
     "                                the layer and iteration (default), or drop that minibatch's update\n"
     "resources:\n"
@@ -438,7 +441,7 @@ int cmd_train(int argc, char **argv) {
     enum { O_DATA = 256, O_TRAIN, O_TEST, O_EPOCHS, O_WORKERS, O_BATCH, O_FREQ, O_PREFETCH, O_SAVEUPD,
            O_NOSAVEUPD, O_SEED, O_THREADS, O_METRICS, O_CKEVERY, O_CKPATH, O_RESUME, O_DIST, O_JSON,
            O_LABELCOL, O_HEADER, O_REGRESSION, O_LABELCOLS, O_CLASSES, O_AVERAGING, O_ONNAN, O_STREAM,
-           O_MEMLIMIT };
+           O_MEMLIMIT, O_DEVICE, O_TF32 };
     static const struct option longopts[] = {
         {"help", no_argument, 0, 'h'}, {"data", required_argument, 0, O_DATA},
         {"train", required_argument, 0, O_TRAIN}, {"test", required_argument, 0, O_TEST},
@@ -456,13 +459,15 @@ int cmd_train(int argc, char **argv) {
         {"classes", required_argument, 0, O_CLASSES}, {"averaging", required_argument, 0, O_AVERAGING},
         {"on-nan", required_argument, 0, O_ONNAN}, {"stream", no_argument, 0, O_STREAM},
         {"memory-limit", required_argument, 0, O_MEMLIMIT},
+        {"device", required_argument, 0, O_DEVICE}, {"tf32", no_argument, 0, O_TF32},
         {0, 0, 0, 0}};
     cli_data_opts data = {.csv = dl4c_csv_opts_default()};
     int epochs = 0, workers = 0, batch = 0, freq = 0, prefetch = -1, save_updater = -1, threads = 0;
     int ck_every = 0, json = 0, quiet = 0, have_seed = 0;
     long long seed = 0;
     const char *output = NULL, *metrics_path = NULL, *ck_path = NULL, *resume = NULL, *dist = "local";
-    const char *averaging = NULL;
+    const char *averaging = NULL, *device = NULL;
+    bool tf32 = false;
     dl4c_on_nan on_nan = DL4C_ON_NAN_STOP;
     bool stream = false;
     double memory_limit = 0;
@@ -511,6 +516,8 @@ int cmd_train(int argc, char **argv) {
         case O_LABELCOLS: if (!cli_parse_int(cmd, "--label-columns", optarg, false, &v)) return EXIT_USAGE; data.csv.n_label_columns = v; break;
         case O_CLASSES: if (!cli_parse_int(cmd, "--classes", optarg, false, &v)) return EXIT_USAGE; data.csv.n_classes = v; break;
         case O_AVERAGING: averaging = optarg; break;
+        case O_DEVICE: device = optarg; break;
+        case O_TF32: tf32 = true; break;
         case O_ONNAN:
             if (!strcmp(optarg, "stop")) on_nan = DL4C_ON_NAN_STOP;
             else if (!strcmp(optarg, "skip-batch")) on_nan = DL4C_ON_NAN_SKIP_BATCH;
@@ -535,8 +542,16 @@ int cmd_train(int argc, char **argv) {
     if (data.dir && (data.train || data.test))
         return cli_usage_error(cmd, "give either --data DIR or --train/--test, not both");
     if (!data.dir && !data.train) return cli_usage_error(cmd, "no training data: give --data DIR or --train PATH");
-    const bool use_mpi = !strcmp(dist, "mpi");
-    if (!use_mpi && strcmp(dist, "local")) return cli_usage_error(cmd, "--dist: expected local or mpi, got \"%s\"", dist);
+    const bool use_nccl = !strcmp(dist, "nccl");
+    const bool use_mpi = !strcmp(dist, "mpi") || use_nccl;   /* nccl: MPI starts the ranks */
+    if (!use_mpi && strcmp(dist, "local"))
+        return cli_usage_error(cmd, "--dist: expected local, mpi or nccl, got \"%s\"", dist);
+    dl4c_device dev_type = DL4C_DEVICE_CPU;
+    int dev_index = 0;
+    if (device && !dl4c_device_parse(device, &dev_type, &dev_index))
+        return cli_usage_error(cmd, "--device: expected cpu, cuda or cuda:N, got \"%s\"", device);
+    if (use_nccl && device && dev_type != DL4C_DEVICE_CUDA)
+        return cli_usage_error(cmd, "--dist nccl: needs --device cuda (one GPU per rank), got --device %s", device);
 
     dl4c_net_conf conf;
     dl4c_status s = dl4c_config_load(config_path, &conf);
@@ -551,11 +566,18 @@ int cmd_train(int argc, char **argv) {
     if (have_seed) conf.seed = (uint64_t)seed;
     if (averaging && !dl4c_averaging_parse(averaging, &t->averaging))
         return cli_usage_error(cmd, "--averaging: expected plain or bmuf, got \"%s\"", averaging);
+    if (device) { conf.device = dev_type; conf.device_index = dev_index; }
+    if (tf32) conf.allow_tf32 = true;
 
     dl4c_comm *comm = NULL;
     int rank = 0;
     if (use_mpi) {
-        if ((s = dl4c_comm_mpi_world(&comm))) return cli_fail(cmd, s);
+        /* nccl: the rank's GPU is cuda:N when given, else its local rank on the host. */
+        if ((s = use_nccl ? dl4c_comm_nccl_world(device ? dev_index : -1, &comm) : dl4c_comm_mpi_world(&comm))) {
+            if (use_nccl) dl4c_mpi_finalize();
+            return cli_fail(cmd, s);
+        }
+        if (use_nccl) { conf.device = DL4C_DEVICE_CUDA; conf.device_index = dl4c_comm_nccl_device(comm); }
         rank = dl4c_comm_rank(comm);
         if (workers && workers != dl4c_comm_size(comm)) {
             int code = cli_usage_error(cmd, "--workers %d but mpirun started %d ranks", workers, dl4c_comm_size(comm));
