@@ -11,5 +11,6 @@
 #include "dl4c/eval.h"
 #include "dl4c/dist.h"
 #include "dl4c/train.h"
+#include "dl4c/round.h"
 
 #endif
