@@ -90,7 +90,9 @@ class _NativeData:
         if self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"{self.x.shape[0]} feature rows but {self.y.shape[0]} label rows")
         self._ft = self._tensor(self.x)
-        self._lt = self._tensor(self.y.reshape(self.y.shape[0], -1))
+        if self.y.ndim != 2:
+            raise ValueError(f"labels must be [n, K], got shape {self.y.shape}")
+        self._lt = self._tensor(self.y)
         self.ds = _n.Dataset(ctypes.pointer(self._ft), ctypes.pointer(self._lt), int(n_classes))
 
     @staticmethod

@@ -222,15 +222,17 @@ def _split_block(bc_owner, block):
         yield int(w), (ids[sel], x[sel], y[sel])
 
 
-def _assemble(bc_owner, it):
-    """All pieces of one worker's part -> one record (w, ids, x, y) in training order."""
+def _assemble(bc_owner, input_size, n_out, index, it):
+    """All pieces of one worker's part -> one record (w, ids, x, y) in training order
+    (partition w holds worker w's part; an empty part gives empty arrays)."""
     pieces = list(it)
     if not pieces:
+        yield index, np.zeros(0, np.int64), np.zeros((0, input_size), np.float32), np.zeros((0, n_out), np.float32)
         return
     ws = {w for w, _ in pieces}
-    if len(ws) != 1:
-        raise RuntimeError(f"dl4c.spark: a partition holds parts of workers {sorted(ws)}")
-    w = ws.pop()
+    if ws != {index}:
+        raise RuntimeError(f"dl4c.spark: partition {index} holds parts of workers {sorted(ws)}")
+    w = index
     ids = np.concatenate([p[1][0] for p in pieces])
     x = np.concatenate([p[1][1] for p in pieces])
     y = np.concatenate([p[1][2] for p in pieces])
@@ -375,12 +377,20 @@ def _barrier_task(conf_json, bc_init, n_train, workers, ck_path, ck_every, timeo
         net.set_state(params, ustate, step)
         if ck_path and os.path.exists(ck_path):   # a relaunched stage: resume from the checkpoint
             ck, pr = Network.load(ck_path, progress=True)
-            net.set_state(*ck.get_state())
-            resume = (pr["epoch"], pr["round"], pr["iteration"], pr["loss"])
-        msg = json.dumps({"host": host, "port": listener.port, "token": token, "resume": resume})
+            if pr["workers"] == workers and pr["epoch"] in (epoch, epoch + 1):
+                net.set_state(*ck.get_state())
+                resume = (pr["epoch"], pr["round"], pr["iteration"], pr["loss"])
+        if ck_path:
+            try:   # where the driver's directory is not shared, checkpoints stay on this executor
+                os.makedirs(os.path.dirname(ck_path), exist_ok=True)
+            except OSError:
+                ck_path = None
+        msg = json.dumps({"host": host, "port": listener.port, "token": token, "resume": resume,
+                          "checkpoint": ck_path})
     msgs = ctx.allGather(msg)
     root = json.loads(msgs[0])
     resume = tuple(root["resume"])
+    ck_path = root["checkpoint"]   # rank 0's decision (only rank 0 writes)
     comm = dl4c.TcpComm(rank, workers, root["host"], root["port"], root["token"], listener,
                         timeout_ms=timeout_ms)
     if listener:
@@ -520,7 +530,8 @@ class SparkNetwork:
         bc = self.sc.broadcast((owner, pos))
         parts = (numbered.flatMap(partial(_split_block, bc))
                  .partitionBy(W, lambda w: w)
-                 .mapPartitions(partial(_assemble, bc), preservesPartitioning=True))
+                 .mapPartitionsWithIndex(partial(_assemble, bc, self.network.input_size, self.network.output_size),
+                                         preservesPartitioning=True))
         parts.persist(StorageLevel.MEMORY_AND_DISK)
         got = parts.map(lambda r: (r[0], r[1].size)).collect()
         sizes = np.diff(starts)
@@ -629,9 +640,8 @@ class SparkNetwork:
         conf = json.loads(self.conf_json)
         conf["training"]["epochs"] = self.epoch + 1
         ckdir = self._checkpoint_dir()
-        ck_path = os.path.join(ckdir, f"epoch-{self.epoch}.safetensors")
-        if os.path.exists(ck_path):
-            os.unlink(ck_path)
+        # a name of its own per fit() call, so no stale checkpoint of another run is ever resumed
+        ck_path = os.path.join(ckdir, f"dl4c-{os.getpid()}-{random.getrandbits(48):012x}-epoch-{self.epoch}.safetensors")
         hook = _fail_hook_from_env()
         if hook:
             hook["marker"] = os.path.join(ckdir, f".fail-once-{self.epoch}-{hook['round']}")

@@ -118,3 +118,18 @@ def test_idx_and_csv_readers(sc, slices, tmp_path):
     sn.fit(crdd)
     cli = slices.cli(str(csv), workers=2, epochs=1)
     assert max_diff(sn.network, cli) <= 1e-6
+
+
+def test_more_workers_than_examples(sc, slices, tmp_path):
+    """3 examples, 4 workers: one part is empty; both approaches still match `dl4c train`."""
+    x, y = slices.x[:3], slices.y[:3]
+    img = tmp_path / "three-images-idx3-ubyte"
+    dd.write_idx(img, (x.reshape(-1, 28, 28) * 255).round().astype(np.uint8))
+    dd.write_idx(tmp_path / "three-labels-idx1-ubyte", y.argmax(1).astype(np.uint8))
+    cli = slices.cli(str(img), workers=4, epochs=1)
+    for approach in ("parameter_averaging", "barrier"):
+        if approach == "barrier" and sc.defaultParallelism < 4:
+            continue   # a barrier stage needs a slot per worker
+        sn = SparkNetwork(sc, LENET, master(workers=4, approach=approach))
+        sn.fit(sc.parallelize(batches(x, y, 1), 2))
+        assert np.array_equal(sn.network.params, cli.params), approach
