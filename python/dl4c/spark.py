@@ -33,6 +33,7 @@ import shutil
 import socket
 import tempfile
 import time
+import warnings
 from functools import partial
 
 import numpy as np
@@ -638,6 +639,10 @@ class SparkNetwork:
     def _fit_barrier(self, parts, n, sizes):
         net, m, W = self.network, self.master, self.workers
         conf = json.loads(self.conf_json)
+        if conf["training"].get("averaging") == "bmuf" and W > 1 and self.epoch > 0:
+            warnings.warn("dl4c.spark barrier: BMUF block-momentum state restarts with every epoch's stage "
+                          "(dl4c_train_worker takes none in); from the second epoch on the model differs from "
+                          "`dl4c train`. Use approach='parameter_averaging' for BMUF over several epochs.")
         conf["training"]["epochs"] = self.epoch + 1
         ckdir = self._checkpoint_dir()
         # a name of its own per fit() call, so no stale checkpoint of another run is ever resumed
