@@ -230,23 +230,34 @@ static void ensure_ws(cuda_ctx *c, size_t bytes) {
 
 #define WS_LIMIT ((size_t)1 << 30)   /* largest cuDNN workspace considered (1 GiB) */
 
+/* Without TF32 ("match the CPU"), only GEMM-like algorithms: FFT and Winograd convolutions are
+ * deterministic but round far more (relative errors near 1e-4 against a float GEMM, seen on an
+ * H200 for LeNet's first layer at batch 32), and tensor-op math would be TF32. */
+static bool accurate_fwd(cudnnConvolutionFwdAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+           a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT;
+}
+static bool accurate_bwd_data(cudnnConvolutionBwdDataAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+}
+static bool accurate_bwd_filter(cudnnConvolutionBwdFilterAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 ||
+           a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
+}
+
 /* Picks the first algorithm of cuDNN's heuristic list that is deterministic, within the
- * workspace limit and, without TF32, plain FMA math. */
-#define PICK_ALGO(perf, got, out_algo, out_ws, out_math, tf32)                                        \
+ * workspace limit and, without TF32, accurate (above) in FMA math; else `fallback` (a GEMM
+ * algorithm that takes any geometry). */
+#define PICK_ALGO(perf, got, out_algo, tf32, accurate, fallback)                                       \
     do {                                                                                          \
         int pick_ = -1;                                                                           \
         for (int i_ = 0; i_ < (got) && pick_ < 0; i_++)                                           \
             if ((perf)[i_].status == CUDNN_STATUS_SUCCESS && (perf)[i_].determinism == CUDNN_DETERMINISTIC && \
-                (perf)[i_].memory <= WS_LIMIT && ((tf32) || (perf)[i_].mathType == CUDNN_FMA_MATH))   \
+                (perf)[i_].memory <= WS_LIMIT &&                                                  \
+                ((tf32) || (accurate((perf)[i_].algo) && ((perf)[i_].mathType == CUDNN_FMA_MATH ||    \
+                                                         (perf)[i_].mathType == CUDNN_DEFAULT_MATH))))  \
                 pick_ = i_;                                                                       \
-        for (int i_ = 0; i_ < (got) && pick_ < 0; i_++)                                           \
-            if ((perf)[i_].status == CUDNN_STATUS_SUCCESS && (perf)[i_].determinism == CUDNN_DETERMINISTIC && \
-                (perf)[i_].memory <= WS_LIMIT)                                                    \
-                pick_ = i_;                                                                       \
-        DL4C_ASSERT(pick_ >= 0 && "no deterministic cuDNN algorithm");                           \
-        (out_algo) = (perf)[pick_].algo;                                                          \
-        (out_ws) = (perf)[pick_].memory;                                                          \
-        (out_math) = (perf)[pick_].mathType;                                                      \
+        (out_algo) = pick_ >= 0 ? (perf)[pick_].algo : (fallback);                                \
     } while (0)
 
 static window_plan *get_plan(cuda_ctx *c, const dl4c_window *g, int out, int pool) {
@@ -296,17 +307,15 @@ static window_plan *get_plan(cuda_ctx *c, const dl4c_window *g, int out, int poo
         cudnnConvolutionBwdFilterAlgoPerf_t wp[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         int got = 0;
         size_t ws_f, ws_d, ws_w;
-        cudnnMathType_t mf, md, mw;
         DNN(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, p->x, p->w, p->conv, p->y,
                                                    CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fp));
-        PICK_ALGO(fp, got, p->fwd, ws_f, mf, c->tf32);
+        PICK_ALGO(fp, got, p->fwd, c->tf32, accurate_fwd, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM);
         DNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, p->conv, p->x,
                                                         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, dp));
-        PICK_ALGO(dp, got, p->bwd_data, ws_d, md, c->tf32);
+        PICK_ALGO(dp, got, p->bwd_data, c->tf32, accurate_bwd_data, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1);
         DNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, p->x, p->y, p->conv, p->w,
                                                           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, wp));
-        PICK_ALGO(wp, got, p->bwd_filter, ws_w, mw, c->tf32);
-        (void)mf; (void)md; (void)mw;
+        PICK_ALGO(wp, got, p->bwd_filter, c->tf32, accurate_bwd_filter, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1);
         /* Workspace for each as cuDNN reports it for the chosen algorithm. */
         DNN(cudnnGetConvolutionForwardWorkspaceSize(c->dnn, p->x, p->w, p->conv, p->y, p->fwd, &ws_f));
         DNN(cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, p->w, p->y, p->conv, p->x, p->bwd_data, &ws_d));
@@ -314,6 +323,10 @@ static window_plan *get_plan(cuda_ctx *c, const dl4c_window *g, int out, int poo
         p->ws = ws_f > ws_d ? ws_f : ws_d;
         if (ws_w > p->ws) p->ws = ws_w;
         ensure_ws(c, p->ws ? p->ws : 16);
+        dl4c_log(DL4C_LOG_DEBUG, "cuda:%d conv n=%d %dx%dx%d -> %dx%dx%d k%dx%d s%d,%d: algorithms fwd %d, bwd data %d, "
+                 "bwd filter %d; workspace %zu bytes%s", c->device, g->n, g->c, g->h, g->w, out, g->oh, g->ow, g->kh,
+                 g->kw, g->sh, g->sw, (int)p->fwd, (int)p->bwd_data, (int)p->bwd_filter, p->ws,
+                 c->tf32 ? " (TF32 allowed)" : "");
     }
     return p;
 }

@@ -48,15 +48,15 @@ static dl4c_net *make(dl4c_net_conf c) {
     return net;
 }
 
-/* Compares every parameter tensor of two flat buffers, norm-wise. */
-static double compare_tensors(const char *what, dl4c_net *net, const float *a, const float *b, double tol) {
+/* Compares every parameter tensor of two flat buffers, norm-wise; prints each, returns the
+ * worst relative error (the caller asserts, after everything is printed). */
+static double compare_tensors(const char *what, dl4c_net *net, const float *a, const float *b) {
     double worst = 0;
     for (int t = 0; t < dl4c_net_n_param_tensors(net); t++) {
         const dl4c_param_info p = dl4c_net_param_tensor(net, t);
         const double e = rel_err(a + p.offset, b + p.offset, p.size);
         printf("  %-10s %-16s rel %.2e  max|d| %.2e\n", what, p.name, e, max_abs_diff(a + p.offset, b + p.offset, p.size));
-        if (e > worst) worst = e;
-        if (!(e <= tol)) fail_msg("%s %s: relative error %.3g > %.1g", what, p.name, e, tol);
+        if (!(e <= worst)) worst = e;
     }
     return worst;
 }
@@ -76,15 +76,18 @@ static void test_one_step(void **state) {
     assert_int_equal(dl4c_net_compute_gradient(gpu, x, y, 32, &sg), DL4C_OK);
     printf("  score cpu %.9g gpu %.9g\n", sc, sg);
     assert_true(fabs(sc - sg) <= 1e-5 * fabs(sc));
-    compare_tensors("gradient", cpu, dl4c_net_gradients(gpu), dl4c_net_gradients(cpu), 1e-4);
+    const double eg = compare_tensors("gradient", cpu, dl4c_net_gradients(gpu), dl4c_net_gradients(cpu));
     dl4c_net_apply_update(cpu);
     dl4c_net_apply_update(gpu);
     const float *pg = dl4c_net_params(gpu), *pc = dl4c_net_params(cpu);
-    compare_tensors("params", cpu, pg, pc, 1e-4);
+    const double ep = compare_tensors("params", cpu, pg, pc);
     const double all = rel_err(pg, pc, P);
     printf("  all %lld parameters after one step: rel %.2e, max|d| %.2e\n", (long long)P, all, max_abs_diff(pg, pc, P));
-    assert_true(all <= 1e-4);
-    compare_tensors("adagrad", cpu, dl4c_net_updater_state(gpu), dl4c_net_updater_state(cpu), 1e-4);
+    const double es = compare_tensors("adagrad", cpu, dl4c_net_updater_state(gpu), dl4c_net_updater_state(cpu));
+    assert_true(all <= 1e-4);   /* the bar: the same parameters within 1e-4 */
+    assert_true(ep <= 1e-4);
+    assert_true(eg <= 1e-4);
+    assert_true(es <= 1e-4);
     /* Outputs of the stepped networks on a fresh batch (odd size: new cuDNN plans). */
     float *x2, *y2;
     make_batch(13, 43, &x2, &y2);
@@ -175,6 +178,7 @@ static void test_no_such_device(void **state) {
 
 int main(void) {
     gpu_require();
+    if (getenv("DL4C_DEBUG")) dl4c_log_set_level(DL4C_LOG_DEBUG);   /* cuDNN algorithm choices */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_step),    cmocka_unit_test(test_async_and_repeatable),
         cmocka_unit_test(test_host_mirror), cmocka_unit_test(test_tf32),

@@ -35,6 +35,7 @@ static void test_reduce_kernel(void **state) {
     for (int64_t i = 0; i < P * stride; i++) hd[i] = h[i] * 1.000001 + 1e-3 * (double)(i % 7);
     assert_int_equal(cudaMemcpy(din, hd, sizeof(double) * P * stride, cudaMemcpyHostToDevice), cudaSuccess);
     dl4c_k_reduce_ranks(NULL, 1, 0, din, dout, n, stride, P);
+    assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
     assert_int_equal(cudaMemcpy(od, dout, sizeof(double) * n, cudaMemcpyDeviceToHost), cudaSuccess);
     for (int64_t i = 0; i < n; i++) {
         double acc = hd[i];
@@ -45,6 +46,7 @@ static void test_reduce_kernel(void **state) {
     for (int64_t i = 0; i < P * stride; i++) hi[i] = (int64_t)(h[i] * 1e6);
     assert_int_equal(cudaMemcpy(din, hi, sizeof(int64_t) * P * stride, cudaMemcpyHostToDevice), cudaSuccess);
     dl4c_k_reduce_ranks(NULL, 2, 1, din, dout, n, stride, P);
+    assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
     assert_int_equal(cudaMemcpy(oi, dout, sizeof(int64_t) * n, cudaMemcpyDeviceToHost), cudaSuccess);
     for (int64_t i = 0; i < n; i++) {
         int64_t m = hi[i];
