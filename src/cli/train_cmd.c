@@ -623,7 +623,7 @@ int cmd_train(int argc, char **argv) {
         const double data_bytes = row_bytes * train_rows + test_bytes;
         const double avail = memory_limit > 0 ? memory_limit : mem_available();
         const char *avail_what = memory_limit > 0 ? "the --memory-limit" : "the memory available (MemAvailable in /proc/meminfo)";
-        char a[32], b[32], c1[32], d1[32], e1[32];
+        char a[32], b[32], c1[32], d1[32], e1[32], f1[32];
         if (avail > 0 && model + test_bytes + row_bytes * B * 2 * local_workers > avail) {
             dl4c_error(DL4C_ERR_INVALID_ARG,
                        "this run needs about %s of memory: %d worker(s) x %s (%lld parameters with gradients "
@@ -632,7 +632,7 @@ int cmd_train(int argc, char **argv) {
                        human(model + data_bytes, a, sizeof a), local_workers, human(per_worker, b, sizeof b),
                        (long long)nsz.n_params, human(4.0 * (double)nsz.state_floats, c1, sizeof c1), B,
                        human(4.0 * (double)B * nsz.example_floats, d1, sizeof d1), human(data_bytes, e1, sizeof e1),
-                       avail_what, human(avail, e1, sizeof e1));
+                       avail_what, human(avail, f1, sizeof f1));
             code = cli_fail(cmd, DL4C_ERR_INVALID_ARG);
             goto out;
         }
