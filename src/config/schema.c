@@ -572,6 +572,27 @@ static dl4c_status top_lr_read(cfg_ctx *cx, const char *path, const json_t *v, v
     return json_is_null(v) ? DL4C_OK : read_float(cx, path, FK_FLOAT_POS, v, &cx->top_lr);
 }
 
+/* "device": "cpu", "cuda" or "cuda:N"; with "allow_tf32", where to train. Read, not written:
+ * where a model was trained is not part of it (a model file loads on any device). */
+static dl4c_status device_read(cfg_ctx *cx, const char *path, const json_t *v, void *base) {
+    dl4c_net_conf *c = base;
+    c->device = DL4C_DEVICE_CPU;
+    c->device_index = 0;
+    if (json_is_null(v)) return DL4C_OK;
+    if (!json_is_string(v) || !dl4c_device_parse(json_string_value(v), &c->device, &c->device_index))
+        return bad(cx, path, "expected \"cpu\", \"cuda\" or \"cuda:N\", got %s", show(v).s);
+    return DL4C_OK;
+}
+
+static dl4c_status tf32_read(cfg_ctx *cx, const char *path, const json_t *v, void *base) {
+    dl4c_net_conf *c = base;
+    c->allow_tf32 = false;
+    if (json_is_null(v)) return DL4C_OK;
+    if (!json_is_boolean(v)) return bad(cx, path, "expected true or false, got %s", show(v).s);
+    c->allow_tf32 = json_is_true(v);
+    return DL4C_OK;
+}
+
 static dl4c_status input_read(cfg_ctx *cx, const char *path, const json_t *v, void *base) {
     dl4c_input_conf *in = &((dl4c_net_conf *)base)->input;
     memset(in, 0, sizeof *in);
@@ -662,6 +683,8 @@ static const field_desc top_fields[] = {
     FC(input, input_read, input_write),
     FC(layers, layers_read, layers_write),
     FC(training, training_read, training_write),
+    FC(device, device_read, NULL),
+    FC(allow_tf32, tf32_read, NULL),
 };
 
 dl4c_status dl4c_config_from_json(const json_t *root, const char *origin, dl4c_net_conf *out) {

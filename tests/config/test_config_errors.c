@@ -176,7 +176,7 @@ static void test_unknown_keys(void **state) {
                "updater.beta_1: unknown key (did you mean \"beta1\"?)");
     yaml_fails("layers: [{type: dense, n_out: 3}]\nfoo: 1\n",
                "foo: unknown key (expected one of: seed, updater, learning_rate, l1, l2, activation, "
-               "weight_init, input, layers, training)");
+               "weight_init, input, layers, training, device, allow_tf32)");
 }
 
 static void test_bad_enums(void **state) {

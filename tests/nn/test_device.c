@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -79,10 +80,34 @@ static void test_cpu_buffers(void **state) {
     dl4c_net_free(net);
 }
 
+/* "device" and "allow_tf32" in a configuration; not written back (placement is not the model). */
+static void test_config_device(void **state) {
+    const char *json = "{\"device\": \"cuda:1\", \"allow_tf32\": true, \"input\": {\"features\": 4},"
+                       " \"layers\": [{\"type\": \"output\", \"n_out\": 2}]}";
+    dl4c_net_conf c;
+    assert_int_equal(dl4c_config_parse_json(json, strlen(json), "t.json", &c), DL4C_OK);
+    assert_int_equal(c.device, DL4C_DEVICE_CUDA);
+    assert_int_equal(c.device_index, 1);
+    assert_true(c.allow_tf32);
+    char *out = NULL;
+    assert_int_equal(dl4c_config_to_json(&c, &out), DL4C_OK);
+    assert_null(strstr(out, "device"));
+    free(out);
+    dl4c_config_free_strings(&c);
+    const char *yaml = "device: cpu\ninput: {features: 4}\nlayers: [{type: output, n_out: 2}]\n";
+    assert_int_equal(dl4c_config_parse_yaml(yaml, strlen(yaml), "t.yaml", &c), DL4C_OK);
+    assert_int_equal(c.device, DL4C_DEVICE_CPU);
+    dl4c_config_free_strings(&c);
+    const char *bad = "{\"device\": \"gpu0\", \"input\": {\"features\": 4}, \"layers\": [{\"type\": \"output\", \"n_out\": 2}]}";
+    assert_int_equal(dl4c_config_parse_json(bad, strlen(bad), "t.json", &c), DL4C_ERR_CONFIG);
+    assert_non_null(strstr(dl4c_error_message(), "device"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse), cmocka_unit_test(test_unavailable_cuda),
         cmocka_unit_test(test_bad_device_conf), cmocka_unit_test(test_cpu_buffers),
+        cmocka_unit_test(test_config_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
