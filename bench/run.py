@@ -11,7 +11,9 @@ Sections:
   convergence  the seed's settings (LeNet, batch 32 per worker, averaging every 5,
                save_updater) with 1, 2 and 4 workers: test accuracy per epoch (plain averaging
                and bmuf), and how many epochs 2 workers need to reach 1 worker's final accuracy
-Other sections (speed against PyTorch, Spark rounds) are added by their own scripts in bench/.
+  spark        time per averaging round on Spark local[2]: parameter averaging (a job per
+               round) and the barrier approach, against local threads on the same data
+               (bench/spark_rounds.py)
 
 usage: bench/run.py [--quick] [--sections a,b] [--epochs N] [--build DIR]
 """
@@ -78,10 +80,25 @@ def convergence(dl4c, tmp, epochs):
     return {"runs": out, "target": target, "two_workers_long": acc, "epochs_to_reach": reached}
 
 
+def spark(build):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"),
+               DL4C_LIBRARY=os.path.join(build, "libdl4c.so"))
+    print("\n== Spark: time per round (bench/spark_rounds.py) ==", flush=True)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench/spark_rounds.py")], env=env,
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    data = None
+    for line in out.splitlines():
+        if line.startswith("BENCH_JSON "):
+            data = json.loads(line[len("BENCH_JSON "):])
+        else:
+            print(line)
+    return data
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="averaging only, no convergence runs")
-    ap.add_argument("--sections", default="averaging,convergence")
+    ap.add_argument("--sections", default="averaging,spark,convergence")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     a = ap.parse_args()
@@ -98,6 +115,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         if "averaging" in sections:
             results["averaging"] = averaging(dl4c, tmp, a.quick)
+        if "spark" in sections:
+            results["spark"] = spark(a.build)
         if "convergence" in sections:
             results["convergence"] = convergence(dl4c, tmp, a.epochs)
     tmp_path = path + ".tmp"
