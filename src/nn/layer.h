@@ -76,4 +76,9 @@ void dl4c_weights_init(dl4c_weight_init init, float *w, int64_t n, double fan_in
 void dl4c_output_loss(const dl4c_layer *l, const float *y, const float *t, int n, double *loss);
 void dl4c_output_delta(const dl4c_layer *l, const float *y, const float *t, int n, float *dz);
 
+/* Per-layer timing for bench/step_bench: forward adds layer i's seconds to seconds[i],
+ * backward to seconds[n_layers + i] (the output layer's loss gradient is not counted).
+ * NULL turns it off (the default; then it costs one test per layer). */
+void dl4c_net_set_timing(dl4c_net *net, double *seconds);
+
 #endif

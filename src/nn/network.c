@@ -37,6 +37,8 @@ struct dl4c_net {
     float *saved;                    /* per-layer forward->backward scratch (one block) */
     float *scratch;                  /* shared temporary scratch */
     int64_t max_size;                /* largest per-example activation size (input included) */
+    double *timing;                  /* bench/step_bench: seconds per layer added up, forward
+                                      * [0, n_layers) then backward; NULL (the default): off */
 };
 
 const dl4c_layer_ops *dl4c_layer_ops_of(dl4c_layer_type t) {
@@ -355,11 +357,15 @@ int64_t dl4c_net_step(const dl4c_net *net) { return net->step; }
 void dl4c_net_set_step(dl4c_net *net, int64_t step) { net->step = step; }
 int dl4c_net_n_layers(const dl4c_net *net) { return net->n_layers; }
 
+void dl4c_net_set_timing(dl4c_net *net, double *seconds) { net->timing = seconds; }
+
 static void forward(dl4c_net *net, const float *x, int n) {
     const float *in = x;
     for (int i = 0; i < net->n_layers; i++) {
         dl4c_layer *l = &net->layers[i];
+        const double t0 = net->timing ? dl4c_now() : 0;
         l->ops->forward(l, in, net->acts[i], n);
+        if (net->timing) net->timing[i] += dl4c_now() - t0;
         in = net->acts[i];
     }
 }
@@ -460,7 +466,9 @@ dl4c_status dl4c_net_compute_gradient(dl4c_net *net, const float *x, const float
     for (int i = last; i >= 0; i--) {
         dl4c_layer *l = &net->layers[i];
         const float *in = i ? net->acts[i - 1] : x;
+        const double t0 = net->timing ? dl4c_now() : 0;
         l->ops->backward(l, in, net->acts[i], d, i ? dnext : NULL, n);
+        if (net->timing) net->timing[net->n_layers + i] += dl4c_now() - t0;
         float *t = d; d = dnext; dnext = t;
     }
     /* Regularization gradients on weights: g += l2 w + l1 sign(w). */
