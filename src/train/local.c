@@ -70,9 +70,16 @@ dl4c_status dl4c_train_local_data(dl4c_net *net, const dl4c_train_data *data,
     dl4c_net_set_threads(net, W > 1 ? 1 : threads);   /* BLAS threads per worker */
     if ((s = dl4c_comm_local_group(W, comms))) goto done;
     int made = 0;
+    /* On CUDA, worker r runs on GPU (index + r) mod the number of GPUs: one worker per GPU
+     * when there are enough, shared GPUs otherwise. */
+    const int gpus = conf->device == DL4C_DEVICE_CUDA ? dl4c_cuda_device_count() : 0;
     for (int r = 0; r < W && !s; r++) {
         args[r] = (worker_arg){.comm = comms[r], .net = net, .data = data, .opts = opts};
-        if (r > 0) s = dl4c_net_new(conf, &args[r].net);
+        if (r > 0) {
+            dl4c_net_conf wc = *conf;
+            if (gpus > 1) wc.device_index = (conf->device_index + r) % gpus;
+            s = dl4c_net_new(&wc, &args[r].net);
+        }
         if (!s) made = r + 1;
     }
     if (s) {
