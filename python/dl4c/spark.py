@@ -248,7 +248,28 @@ def _assemble(bc_owner, input_size, n_out, index, it):
 _NETS = {}
 
 
+def _task_gpu_conf(conf_json, ctx=None):
+    """One worker per GPU executor: when the configuration asks for "device": "cuda" and Spark
+    gave this task a GPU (spark.executor.resource.gpu.amount / spark.task.resource.gpu.amount),
+    the network runs on that GPU ("cuda:<address>"). Otherwise the configuration is unchanged."""
+    if ctx is None:
+        try:
+            from pyspark import TaskContext
+            ctx = TaskContext.get()
+        except ImportError:
+            ctx = None
+    gpu = ctx.resources().get("gpu") if ctx is not None else None
+    if gpu is None or not gpu.addresses:
+        return conf_json
+    conf = json.loads(conf_json)
+    if not str(conf.get("device") or "cpu").startswith("cuda"):
+        return conf_json
+    conf["device"] = f"cuda:{int(gpu.addresses[0])}"
+    return json.dumps(conf)
+
+
 def _worker_net(conf_json):
+    conf_json = _task_gpu_conf(conf_json)
     net = _NETS.get(conf_json)
     if net is None:
         if len(_NETS) > 4:

@@ -8,6 +8,7 @@ set(DL4C_PY_ENV
 # single-call worker round (bit-identical to dl4c train), the TCP communicator.
 add_test(NAME python_binding/binding
          COMMAND python3 -m pytest -q -p no:cacheprovider ${CMAKE_SOURCE_DIR}/tests/python_binding/test_binding.py
+                 ${CMAKE_SOURCE_DIR}/tests/python_binding/test_spark_gpu_placement.py
          WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
 set_tests_properties(python_binding/binding PROPERTIES ENVIRONMENT "${DL4C_PY_ENV}" TIMEOUT 300 LABELS "python")
 
