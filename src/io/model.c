@@ -4,6 +4,7 @@
  * configuration builds, so a damaged or hostile file is an error, never a crash. */
 #include "dl4c/io.h"
 #include "dl4c/config.h"
+#include "nn/layer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -677,6 +678,27 @@ done:
     return s;
 }
 
+/* Parameters of the network a (resolved) configuration describes, from the layers' shape rules
+ * alone: nothing is allocated. -1 if the shapes do not resolve. */
+static int64_t conf_n_params(const dl4c_net_conf *conf) {
+    int in[3] = {conf->input.channels, conf->input.height, conf->input.width};
+    int64_t n = 0;
+    for (int i = 0; i < conf->n_layers; i++) {
+        dl4c_layer_conf l = conf->layers[i];
+        const dl4c_layer_ops *ops = dl4c_layer_ops_of(l.type);
+        int out[3];
+        int64_t nw = 0, nb = 0;
+        if (!ops || ops->resolve(&l, in, out, "layers")) return -1;
+        ops->count(&l, in, &nw, &nb);
+        n += nw + nb;
+        memcpy(in, out, sizeof in);
+    }
+    return n;
+}
+
+/* Networks above this many parameters are only built when the file can hold them. */
+#define MODEL_CHECK_BEFORE_BUILD (1 << 24)
+
 static dl4c_status open_model(const char *path, int *fd) {
     *fd = open(path, O_RDONLY | O_CLOEXEC);
     if (*fd < 0) return dl4c_error(DL4C_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -695,6 +717,16 @@ dl4c_status dl4c_model_load(const char *path, dl4c_net **net_out, dl4c_progress 
     uint64_t start = 0, len = 0;
     dl4c_net *net = NULL;
     if ((s = read_header(path, fd, &root, &conf, &start, &len))) goto done;
+    /* A small file must not make the loader build (and fill) a huge network: its parameters
+     * have to be in the data section (a 200-byte file asked for 3 GB of parameters). */
+    const int64_t np = conf_n_params(&conf);
+    if (np > MODEL_CHECK_BEFORE_BUILD && (uint64_t)np * sizeof(float) > len) {
+        dl4c_config_free_strings(&conf);
+        s = dl4c_error(DL4C_ERR_FORMAT, "%s: the configuration's network has %" PRId64 " parameters (%" PRIu64
+                       " bytes) but the file holds %" PRIu64 " bytes of tensor data", path, np,
+                       (uint64_t)np * sizeof(float), len);
+        goto done;
+    }
     s = dl4c_net_new(&conf, &net);
     dl4c_config_free_strings(&conf);
     if (s) {
