@@ -32,25 +32,29 @@ static bool all_finite(const float *x, int64_t n) {
     return !bad;
 }
 
-/* Names the first layer whose parameters, else whose gradients, are not all finite:
+/* Names the first layer whose parameters, else gradients, else updater state (slot-major:
+ * slot k of layer i at k * n_params + the layer's offset) are not all finite:
  * "layer 4 (dense \"fc\"): parameters not finite". */
 static void describe_nonfinite(dl4c_net *net, char *buf, size_t cap) {
-    const float *bufs[2] = {dl4c_net_params(net), dl4c_net_gradients(net)};
-    static const char *const what[2] = {"parameters", "gradients"};
+    const int64_t np = dl4c_net_n_params(net);
+    const int slots = np ? (int)(dl4c_net_n_updater_state(net) / np) : 0;
+    const float *bufs[3] = {dl4c_net_params(net), dl4c_net_gradients(net), dl4c_net_updater_state(net)};
+    static const char *const what[3] = {"parameters", "gradients", "updater state"};
     const dl4c_net_conf *conf = dl4c_net_conf_of(net);
-    for (int b = 0; b < 2; b++) {
-        int64_t off = 0;
-        for (int i = 0; i < dl4c_net_n_layers(net); i++) {
-            const dl4c_layer_info li = dl4c_net_layer_info(net, i);
-            if (!all_finite(bufs[b] + off, li.n_params)) {
-                const char *name = conf->layers[i].name;
-                snprintf(buf, cap, "layer %d (%s%s%s%s): %s not finite", i, dl4c_layer_type_str(li.type),
-                         name[0] ? " \"" : "", name, name[0] ? "\"" : "", what[b]);
-                return;
+    for (int b = 0; b < 3; b++)
+        for (int k = 0; k < (b == 2 ? slots : 1); k++) {
+            int64_t off = 0;
+            for (int i = 0; i < dl4c_net_n_layers(net); i++) {
+                const dl4c_layer_info li = dl4c_net_layer_info(net, i);
+                if (!all_finite(bufs[b] + (int64_t)k * np + off, li.n_params)) {
+                    const char *name = conf->layers[i].name;
+                    snprintf(buf, cap, "layer %d (%s%s%s%s): %s not finite", i, dl4c_layer_type_str(li.type),
+                             name[0] ? " \"" : "", name, name[0] ? "\"" : "", what[b]);
+                    return;
+                }
+                off += li.n_params;
             }
-            off += li.n_params;
         }
-    }
     snprintf(buf, cap, "output layer %d (%s): the loss is not finite", dl4c_net_n_layers(net) - 1,
              dl4c_layer_type_str(dl4c_net_layer_info(net, dl4c_net_n_layers(net) - 1).type));
 }
