@@ -270,9 +270,12 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
             if (!all_finite(params, n_params) || (t->save_updater && n_state && !all_finite(ustate, n_state))) {
                 char where[160];
                 describe_nonfinite(net, where, sizeof where);
-                result = dl4c_error(DL4C_ERR_NUMERIC, "training diverged at epoch %d, round %lld: the averaged "
-                                    "parameters are not finite; %s. Nothing was written from this round on",
-                                    epoch + 1, (long long)(round + 1), where);
+                /* On a GPU the per-step checks cover the loss only: this names the round's steps. */
+                result = dl4c_error(DL4C_ERR_NUMERIC, "training diverged at epoch %d, round %lld (iterations "
+                                    "%lld to %lld): the averaged parameters or updater state are not finite; "
+                                    "%s. Nothing was written from this round on", epoch + 1,
+                                    (long long)(round + 1), (long long)st->iteration + 1,
+                                    (long long)st->iteration + (int64_t)F, where);
                 break;
             }
         }
