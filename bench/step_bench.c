@@ -1,10 +1,13 @@
 /* dl4c's training step and inference in isolation, on real data (make bench, bench/speed.py).
  *
  *   step_bench [--config examples/lenet.json] [--data DIR] [--threads T] [--batch B]
- *              [--infer-batch B] [--seconds S] [--mode train|infer|layers]
+ *              [--infer-batch B] [--warmup N] [--steps N | --seconds S] [--mode train|infer|layers]
  *
  * train:  dl4c_net_fit over consecutive minibatches of the training set (the configuration's
- *         updater, l2, ...), for about S seconds after a warm-up; images/s.
+ *         updater, l2, ...) from the initial weights: N warm-up steps (default 50), then N
+ *         timed steps (or as many as S seconds allow); images/s. Weights that stop getting a
+ *         data gradient decay under l2 into subnormal floats within a few hundred steps, and
+ *         subnormals are slow on x86: compare peers over the same steps (bench/speed.py does).
  * infer:  dl4c_net_output over consecutive batches of the test set; images/s.
  * layers: training steps with the network's per-layer timing on: seconds and FLOP/s of each
  *         layer's forward and backward (FLOPs: 2 per multiply-add of the products).
@@ -45,7 +48,7 @@ static void layer_flops(const dl4c_net *net, int i, int n, double *fwd, double *
 
 int main(int argc, char **argv) {
     const char *config = "examples/lenet.json", *data = "/usr/share/datasets/fashion-mnist", *mode = "train";
-    int threads = 1, batch = 0, infer_batch = 256;
+    int threads = 1, batch = 0, infer_batch = 256, warmup = 50, max_steps = 0;
     double seconds = 2.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -56,12 +59,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) batch = atoi(v);
         else if (!strcmp(a, "--infer-batch")) infer_batch = atoi(v);
         else if (!strcmp(a, "--seconds")) seconds = atof(v);
+        else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(a, "--steps")) max_steps = atoi(v);
         else if (!strcmp(a, "--mode")) mode = v;
         else return usage(argv[0]);
         i++;
     }
     const bool train = !strcmp(mode, "train"), infer = !strcmp(mode, "infer"), layers = !strcmp(mode, "layers");
-    if ((!train && !infer && !layers) || threads <= 0 || batch < 0 || infer_batch <= 0 || !(seconds > 0))
+    if ((!train && !infer && !layers) || threads <= 0 || batch < 0 || infer_batch <= 0 || !(seconds > 0) ||
+        warmup < 0 || max_steps < 0)
         return usage(argv[0]);
 
     dl4c_net_conf conf;
@@ -98,12 +104,12 @@ int main(int argc, char **argv) {
         s = infer ? dl4c_net_output(net, ds->features->data + r * in, B, out)                \
                   : dl4c_net_fit(net, ds->features->data + r * in, ds->labels->data + r * K, B, NULL); \
     } while (0)
-    const double warm_end = dl4c_now() + (seconds < 1 ? seconds / 4 : 0.25);
-    while (!s && dl4c_now() < warm_end) STEP();
+    for (int i = 0; i < warmup && !s; i++) STEP();
     if (layers) dl4c_net_set_timing(net, tm);
     const double t0 = dl4c_now();
     double t1 = t0;
-    while (!s && (t1 = dl4c_now()) - t0 < seconds) { STEP(); steps++; }
+    while (!s && (max_steps ? steps < max_steps : (t1 = dl4c_now()) - t0 < seconds)) { STEP(); steps++; }
+    if (max_steps) t1 = dl4c_now();
     if (s) {
         fprintf(stderr, "step_bench: %s\n", dl4c_error_message());
         return 1;

@@ -106,6 +106,22 @@ struct dl4c_backend {
 
     /* Sets the threads this backend's products use (CPU: OpenBLAS threads). */
     void (*set_threads)(const dl4c_backend *be, int threads);
+
+    /* ---- optional fused forms (NULL: the layers call the ops above one after another) ---- */
+    /* y = act(conv2d_forward(x)): the same floats as conv2d_forward then act_forward. */
+    void (*conv2d_forward_act)(const dl4c_backend *be, const dl4c_window *g, int out,
+                               dl4c_activation act, const float *x, const float *w,
+                               const float *bias, float *y, float *saved, float *scratch);
+    /* Given y = act(z) and dy = dL/dy (overwritten with dL/dz): act_backward then
+     * conv2d_backward. */
+    void (*conv2d_backward_act)(const dl4c_backend *be, const dl4c_window *g, int out,
+                                dl4c_activation act, const float *x, const float *w,
+                                const float *y, float *dy, float *dw, float *db, float *dx,
+                                float *saved, float *scratch);
+    /* y[n,out] = act(x[n,in] w[in,out] + bias) (softmax per row): fill_rows, gemm and
+     * act_forward in one pass (the bias added after the product, as gemm with beta 1 does). */
+    void (*dense_forward_act)(const dl4c_backend *be, dl4c_activation act, const float *x,
+                              const float *w, const float *bias, float *y, int n, int in, int out);
 };
 
 /* The CPU backend (one shared, stateless table). */

@@ -1,8 +1,13 @@
 /* The CPU backend: OpenBLAS for products, plain C loops for the rest. It is the reference the
- * other backends are tested against. Buffers are host memory from dl4c_calloc. */
-#include "backend/backend.h"
+ * other backends are tested against. Buffers are host memory from dl4c_calloc.
+ * On a machine with AVX-512, dl4c_backend_cpu() is this table with the ops of cpu_avx512.c in
+ * place of most of these (threaded by cpu_threads.c); DL4C_CPU_KERNELS=generic in the
+ * environment keeps these. */
+#include "backend/cpu_internal.h"
 
 #include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -84,7 +89,7 @@ static void cpu_col2im(const dl4c_window *g, const float *dcol, float *dx) {
 
 #define LEAKY_ALPHA 0.01f
 
-static void cpu_act_forward(const dl4c_backend *be, dl4c_activation a, float *x, int64_t rows, int64_t len) {
+void dl4c_cpu_act_forward(const dl4c_backend *be, dl4c_activation a, float *x, int64_t rows, int64_t len) {
     const int64_t n = rows * len;
     switch (a) {
     case DL4C_IDENTITY: break;
@@ -106,7 +111,7 @@ static void cpu_act_forward(const dl4c_backend *be, dl4c_activation a, float *x,
     }
 }
 
-static void cpu_act_backward(const dl4c_backend *be, dl4c_activation a, const float *y, float *dy, int64_t rows, int64_t len) {
+void dl4c_cpu_act_backward(const dl4c_backend *be, dl4c_activation a, const float *y, float *dy, int64_t rows, int64_t len) {
     const int64_t n = rows * len;
     switch (a) {
     case DL4C_IDENTITY: break;
@@ -327,8 +332,8 @@ static const dl4c_backend cpu_backend = {
     .conv2d_sizes = cpu_conv2d_sizes,
     .conv2d_forward = cpu_conv2d_forward,
     .conv2d_backward = cpu_conv2d_backward,
-    .act_forward = cpu_act_forward,
-    .act_backward = cpu_act_backward,
+    .act_forward = dl4c_cpu_act_forward,
+    .act_backward = dl4c_cpu_act_backward,
     .pool_forward = cpu_pool_forward,
     .pool_backward = cpu_pool_backward,
     .fill_rows = cpu_fill_rows,
@@ -341,4 +346,23 @@ static const dl4c_backend cpu_backend = {
     .set_threads = cpu_set_threads,
 };
 
-const dl4c_backend *dl4c_backend_cpu(void) { return &cpu_backend; }
+const dl4c_backend *dl4c_backend_cpu_generic(void) { return &cpu_backend; }
+
+/* The table dl4c_backend_cpu() returns: the portable one, or a copy with the AVX-512 ops. */
+static dl4c_backend cpu_fast;
+static const dl4c_backend *cpu_chosen = &cpu_backend;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+
+static void cpu_choose(void) {
+    const char *env = getenv("DL4C_CPU_KERNELS");
+    if (env && !strcmp(env, "generic")) return;
+    if (!dl4c_cpu_avx512_usable()) return;
+    cpu_fast = cpu_backend;
+    dl4c_cpu_avx512_install(&cpu_fast);
+    cpu_chosen = &cpu_fast;
+}
+
+const dl4c_backend *dl4c_backend_cpu(void) {
+    pthread_once(&cpu_once, cpu_choose);
+    return cpu_chosen;
+}

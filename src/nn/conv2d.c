@@ -48,6 +48,11 @@ static int64_t conv_scratch(const dl4c_layer *l, int n) {
 static void conv_forward(dl4c_layer *l, const float *x, float *y, int n) {
     const dl4c_window g = dl4c_layer_window(l, n);
     const int64_t P = (int64_t)l->out[1] * l->out[2];
+    if (l->be->conv2d_forward_act) {
+        l->be->conv2d_forward_act(l->be, &g, l->conf.n_out, l->conf.activation, x, l->w, l->b, y,
+                                  l->saved, l->scratch);
+        return;
+    }
     l->be->conv2d_forward(l->be, &g, l->conf.n_out, x, l->w, l->b, y, l->saved, l->scratch);
     l->be->act_forward(l->be, l->conf.activation, y, n, l->conf.n_out * P);
 }
@@ -55,6 +60,11 @@ static void conv_forward(dl4c_layer *l, const float *x, float *y, int n) {
 static void conv_backward(dl4c_layer *l, const float *x, const float *y, float *dy, float *dx, int n) {
     const dl4c_window g = dl4c_layer_window(l, n);
     const int64_t P = (int64_t)l->out[1] * l->out[2];
+    if (l->be->conv2d_backward_act) {
+        l->be->conv2d_backward_act(l->be, &g, l->conf.n_out, l->conf.activation, x, l->w, y, dy, l->dw,
+                                   l->db, dx, l->saved, l->scratch);
+        return;
+    }
     l->be->act_backward(l->be, l->conf.activation, y, dy, n, l->conf.n_out * P);
     l->be->conv2d_backward(l->be, &g, l->conf.n_out, x, l->w, dy, l->dw, l->db, dx, l->saved, l->scratch);
 }

@@ -38,6 +38,10 @@ void dl4c_output_delta(const dl4c_layer *l, const float *y, const float *t, int 
 static int64_t output_zero(const dl4c_layer *l, int n) { return 0; }
 
 static void output_forward(dl4c_layer *l, const float *x, float *y, int n) {
+    if (l->be->dense_forward_act) {
+        l->be->dense_forward_act(l->be, l->conf.activation, x, l->w, l->b, y, n, (int)l->in_size, l->conf.n_out);
+        return;
+    }
     dl4c_dense_forward_linear(l, x, y, n);
     l->be->act_forward(l->be, l->conf.activation, y, n, l->conf.n_out);
 }

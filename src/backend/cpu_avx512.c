@@ -1,0 +1,1269 @@
+/* AVX-512 kernels of the CPU backend, chosen at run time (dl4c_cpu_avx512_usable) in place of
+ * the portable ones of cpu.c; DL4C_CPU_KERNELS=generic in the environment keeps the portable
+ * ones. Everything here is compiled for AVX-512 by function attributes and only called after
+ * the check, so the library still runs on any x86-64 (and under valgrind, whose CPU has none).
+ *
+ * Products: one register-blocked microkernel, C[mr x 32] (mr <= 12) from A[k][mr] broadcasts
+ * and B[k][32] rows, with the bias, the activation and the store to NCHW done on the registers
+ * (the epilogue). Every element of C is one sequential chain of fused multiply-adds over k, so
+ * no result depends on blocking, on the number of threads or on which thread ran a tile.
+ *   dense:        y = act(x W + b); dW = x^T dz; dx = dz W^T (W packed transposed)
+ *   conv forward: per group of images, im2col [K][q] into per-thread scratch (L2-sized), then
+ *                 y[o][q] = act(W[o][:] col[:][q] + b[o]) stored straight into NCHW
+ *   conv dW:      small W (out*K <= DOT_MAX_W): per group of images, dW partial = dz col^T as
+ *                 dot products over q (16 lanes), groups added in order; larger W: dz^T [q][out]
+ *                 and col^T [q][K] of the batch, then dW = one chain over q per element
+ *   conv dx:      per group of images, dcol^T[q][K] = dz^T W, then added into dx window by window
+ * Elementwise ops keep the portable ops' exact operations (no contraction into FMA: see the
+ * pragmas below), so they give the same floats. */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include "backend/cpu_internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+bool dl4c_cpu_avx512_usable(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("fma");
+}
+
+#define LEAKY_ALPHA 0.01f   /* as cpu.c */
+#define MR_MAX 12           /* rows of the microkernel */
+#define DOT_MAX_W 2048      /* conv dW by dot products up to this many weights */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Lanes [0, n) of a 16-lane mask (n may be <= 0 or >= 16). */
+static __mmask16 lanes(int n) { return n <= 0 ? 0 : n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+/* Epilogue activations done on the registers. */
+enum { EPI_NONE, EPI_RELU, EPI_LEAKY };
+static int epi_act(dl4c_activation a) {
+    return a == DL4C_RELU ? EPI_RELU : a == DL4C_LEAKYRELU ? EPI_LEAKY : EPI_NONE;
+}
+
+/* ---- the microkernel ----
+ * acc[i][lane] = sum_k a[k*acs + i] * b[k*ldb + lane] for i < MR, lanes < 32 (masks m0, m1),
+ * starting from C when accum (continuing its chain) else from 0; then + bias_row[i],
+ * + bias_col[lane], the activation, and the masked store of row i, lanes 0-15 at c0 + i*ldc
+ * and lanes 16-31 at c1 + i*ldc. */
+typedef struct ukr_epi {
+    float *c0, *c1;              /* where row 0's two halves go */
+    int64_t ldc;                 /* row stride of C */
+    __mmask16 m0, m1;            /* valid lanes of each half */
+    bool accum;                  /* start from C instead of 0 */
+    const float *bias_row;       /* NULL or one per row */
+    const float *bias_col;       /* NULL or one per lane */
+    int act;                     /* EPI_* */
+    float scale;                 /* 0, or the result is acc * scale (an operand was scaled up) */
+} ukr_epi;
+
+AVX512 INLINE __m512 epi_act_apply(__m512 v, int act) {
+    if (act == EPI_RELU)   /* x < 0 ? 0 : x (NaN and -0 pass, as the portable loop) */
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, _mm512_setzero_ps());
+    if (act == EPI_LEAKY)
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
+                                    _mm512_mul_ps(_mm512_set1_ps(LEAKY_ALPHA), v));
+    return v;
+}
+
+AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs, const float *b,
+                              int64_t ldb, const ukr_epi *e) {
+    __m512 c0[MR_MAX], c1[MR_MAX];
+    const __mmask16 m0 = e->m0, m1 = e->m1;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        if (e->accum) {
+            c0[i] = _mm512_maskz_loadu_ps(m0, e->c0 + i * e->ldc);
+            c1[i] = _mm512_maskz_loadu_ps(m1, e->c1 + i * e->ldc);
+        } else {
+            c0[i] = _mm512_setzero_ps();
+            c1[i] = _mm512_setzero_ps();
+        }
+    }
+    for (int k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            const __m512 av = _mm512_set1_ps(a[i]);
+            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+        }
+        a += acs;
+        b += ldb;
+    }
+    if (e->scale != 0) {   /* a sum that overflowed scaled: the caller redoes it unscaled */
+        __mmask16 bad = 0;
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++)
+            bad |= _mm512_mask_fpclass_ps_mask(m0, c0[i], 0x99) | _mm512_mask_fpclass_ps_mask(m1, c1[i], 0x99);
+        if (bad) return false;
+        const __m512 sc = _mm512_set1_ps(e->scale);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) { c0[i] = _mm512_mul_ps(c0[i], sc); c1[i] = _mm512_mul_ps(c1[i], sc); }
+    }
+    __m512 bc0 = _mm512_setzero_ps(), bc1 = _mm512_setzero_ps();
+    if (e->bias_col) {
+        bc0 = _mm512_maskz_loadu_ps(m0, e->bias_col);
+        bc1 = _mm512_maskz_loadu_ps(m1, e->bias_col + 16);
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        __m512 v0 = c0[i], v1 = c1[i];
+        if (e->bias_row) {
+            const __m512 br = _mm512_set1_ps(e->bias_row[i]);
+            v0 = _mm512_add_ps(v0, br);
+            v1 = _mm512_add_ps(v1, br);
+        }
+        if (e->bias_col) {
+            v0 = _mm512_add_ps(v0, bc0);
+            v1 = _mm512_add_ps(v1, bc1);
+        }
+        _mm512_mask_storeu_ps(e->c0 + i * e->ldc, m0, epi_act_apply(v0, e->act));
+        _mm512_mask_storeu_ps(e->c1 + i * e->ldc, m1, epi_act_apply(v1, e->act));
+    }
+    return true;
+}
+
+/* The same for one half (lanes 0-15 only). */
+AVX512 INLINE bool ukr16_body(const int MR, int kc, const float *a, int64_t acs, const float *b,
+                              int64_t ldb, const ukr_epi *e) {
+    __m512 c0[MR_MAX];
+    const __mmask16 m0 = e->m0;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++)
+        c0[i] = e->accum ? _mm512_maskz_loadu_ps(m0, e->c0 + i * e->ldc) : _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c0[i]);
+        a += acs;
+        b += ldb;
+    }
+    if (e->scale != 0) {
+        __mmask16 bad = 0;
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) bad |= _mm512_mask_fpclass_ps_mask(m0, c0[i], 0x99);
+        if (bad) return false;
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) c0[i] = _mm512_mul_ps(c0[i], _mm512_set1_ps(e->scale));
+    }
+    const __m512 bc0 = e->bias_col ? _mm512_maskz_loadu_ps(m0, e->bias_col) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        __m512 v0 = c0[i];
+        if (e->bias_row) v0 = _mm512_add_ps(v0, _mm512_set1_ps(e->bias_row[i]));
+        if (e->bias_col) v0 = _mm512_add_ps(v0, bc0);
+        _mm512_mask_storeu_ps(e->c0 + i * e->ldc, m0, epi_act_apply(v0, e->act));
+    }
+    return true;
+}
+
+#define UKR_CASES(body)                                                                          \
+    switch (mr) {                                                                                \
+    case 1: return body(1, kc, a, acs, b, ldb, e);   case 2: return body(2, kc, a, acs, b, ldb, e);   \
+    case 3: return body(3, kc, a, acs, b, ldb, e);   case 4: return body(4, kc, a, acs, b, ldb, e);   \
+    case 5: return body(5, kc, a, acs, b, ldb, e);   case 6: return body(6, kc, a, acs, b, ldb, e);   \
+    case 7: return body(7, kc, a, acs, b, ldb, e);   case 8: return body(8, kc, a, acs, b, ldb, e);   \
+    case 9: return body(9, kc, a, acs, b, ldb, e);   case 10: return body(10, kc, a, acs, b, ldb, e); \
+    case 11: return body(11, kc, a, acs, b, ldb, e); case 12: return body(12, kc, a, acs, b, ldb, e); \
+    default: DL4C_ASSERT(!"microkernel rows out of range"); return false;                        \
+    }
+
+/* One tile: mr rows (1..12), up to 32 lanes (e->m0, e->m1). False (nothing stored) when
+ * e->scale is set and a sum is not finite. */
+AVX512 __attribute__((noinline)) static bool ukr_raw(int mr, int kc, const float *a, int64_t acs,
+                                                     const float *b, int64_t ldb, const ukr_epi *e) {
+    if (e->m1) { UKR_CASES(ukr32_body) }
+    else { UKR_CASES(ukr16_body) }
+}
+
+/* ---- subnormal weights ----
+ * Weights that stop getting a data gradient decay under l2 into subnormal floats, and every
+ * multiply or FMA with a subnormal input or output takes a ~100-cycle microcode assist on x86.
+ * An operand with entries below 2^-100 is therefore multiplied by 2^32 (exactly, on the bits)
+ * and the sums by 2^-32 in the epilogue: each product is then exactly 2^32 times the float
+ * product, so the result is the float computation's whenever that one stays at or above
+ * FLT_MIN, and carries more precision than it when it does not. A tile whose scaled sums are
+ * not finite is computed again unscaled. */
+#define SHIFT 32
+#define SHIFT_DOWN 0x1p-32f
+
+/* One operand of a product: as given, and scaled by 2^SHIFT (NULL when not scaled). */
+typedef struct operand { const float *p, *scaled; } operand;
+
+/* A tile with operands that may be scaled: the scaled ones first, unscaled if that fails. */
+AVX512 static void ukr2(int mr, int kc, operand a, int64_t acs, operand b, int64_t ldb, const ukr_epi *e) {
+    if (a.scaled || b.scaled) {
+        ukr_epi es = *e;
+        es.scale = a.scaled && b.scaled ? SHIFT_DOWN * SHIFT_DOWN : SHIFT_DOWN;
+        if (ukr_raw(mr, kc, a.scaled ? a.scaled : a.p, acs, b.scaled ? b.scaled : b.p, ldb, &es)) return;
+    }
+    ukr_raw(mr, kc, a.p, acs, b.p, ldb, e);
+}
+
+AVX512 static void ukr(int mr, int kc, const float *a, int64_t acs, const float *b, int64_t ldb, const ukr_epi *e) {
+    ukr_raw(mr, kc, a, acs, b, ldb, e);
+}
+
+/* Whether rows x cols (row stride ld) have a nonzero entry below 2^-100 and none at or above
+ * 2^60 (nor infinities or NaN), so that scaling by 2^SHIFT is worth it and exact. */
+AVX512 static bool want_scaled(const float *a, int64_t rows, int64_t cols, int64_t ld) {
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff), tiny = _mm512_set1_epi32(0x0d800000),
+                  big = _mm512_set1_epi32(0x5d800000);
+    __mmask16 any_tiny = 0, any_big = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c += 16) {
+            const __mmask16 m = lanes((int)(cols - c < 16 ? cols - c : 16));
+            const __m512i v = _mm512_and_si512(_mm512_maskz_loadu_epi32(m, a + r * ld + c), absm);
+            any_tiny |= _mm512_mask_cmpgt_epi32_mask(m, tiny, v) & _mm512_cmpneq_epi32_mask(v, _mm512_setzero_si512());
+            any_big |= _mm512_mask_cmpge_epi32_mask(m, v, big);
+        }
+    return any_tiny && !any_big;
+}
+
+/* dst = src * 2^SHIFT exactly, without floating-point work on subnormal inputs. */
+AVX512 static void scale_up(const float *src, int64_t rows, int64_t cols, int64_t lds, float *dst, int64_t ldd) {
+    const __m512i expm = _mm512_set1_epi32(0x7f800000), mant = _mm512_set1_epi32(0x007fffff),
+                  sign = _mm512_set1_epi32((int)0x80000000u), up = _mm512_set1_epi32(SHIFT << 23);
+    const __m512 sub = _mm512_set1_ps(0x1p-117f);   /* 2^(SHIFT - 149): one subnormal step, scaled */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c += 16) {
+            const __mmask16 m = lanes((int)(cols - c < 16 ? cols - c : 16));
+            const __m512i v = _mm512_maskz_loadu_epi32(m, src + r * lds + c);
+            const __mmask16 normal = _mm512_test_epi32_mask(v, expm);
+            const __m512 small = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, mant)), sub);
+            const __m512i smallb = _mm512_or_si512(_mm512_castps_si512(small), _mm512_and_si512(v, sign));
+            const __m512i r2 = _mm512_mask_add_epi32(smallb, normal, v, up);
+            _mm512_mask_storeu_epi32(dst + r * ldd + c, m, r2);
+        }
+}
+
+/* The operand rows x cols at p (row stride ld), with a scaled copy in arena `slot` (same
+ * layout) when it has tiny entries. */
+AVX512 static operand operand_of(const float *p, int64_t rows, int64_t cols, int64_t ld, int slot) {
+    operand o = {.p = p};
+    if (rows <= 0 || cols <= 0 || !want_scaled(p, rows, cols, ld)) return o;
+    float *q = dl4c_cpu_arena(slot, (rows - 1) * ld + cols);
+    DL4C_ASSERT(q);
+    scale_up(p, rows, cols, ld, q, ld);
+    o.scaled = q;
+    return o;
+}
+
+static operand operand_at(operand o, int64_t off) {
+    return (operand){.p = o.p + off, .scaled = o.scaled ? o.scaled + off : NULL};
+}
+
+/* Rows per block when m rows are cut into ceil(m / MR_MAX) blocks of nearly equal size. */
+static int mr_of(int m) { const int nb = (int)cdiv(m, MR_MAX); return (int)cdiv(m, nb); }
+
+/* Packs op(A) rows [i0, i0 + mr) for the microkernel: p[k*mr + i] = A[(i0+i)*lda + k]. */
+AVX512 static void pack_a_rows(const float *a, int64_t lda, int i0, int mr, int k, float *p) {
+    for (int i = 0; i < mr; i++) {
+        const float *src = a + (int64_t)(i0 + i) * lda;
+        for (int kk = 0; kk < k; kk++) p[(int64_t)kk * mr + i] = src[kk];
+    }
+}
+
+/* ---- 16x16 transposes (masked at the edges) ----
+ * dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (rows, cols <= 16). */
+AVX512 static void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd, int rows, int cols) {
+    __m512 r[16];
+    const __mmask16 cm = lanes(cols);
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + i * lds) : _mm512_setzero_ps();
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    /* r[4q + s] now holds, in 128-bit lane L, the elements (row 4L'.., col) ... combine lanes: */
+    for (int q = 0; q < 4; q++)
+        for (int s = 0; s < 4; s++) t[4 * q + s] = r[4 * q + s];
+    /* Each t[4q+s] has in 128-bit block L the 4 values of rows 4q..4q+3 at column 4L+s. */
+    const __mmask16 rm = lanes(rows);
+    for (int s = 0; s < 4; s++) {
+        const __m512 a0 = _mm512_shuffle_f32x4(t[s], t[4 + s], 0x44);       /* q0 L0,L1 | q1 L0,L1 */
+        const __m512 a1 = _mm512_shuffle_f32x4(t[s], t[4 + s], 0xee);       /* q0 L2,L3 | q1 L2,L3 */
+        const __m512 b0 = _mm512_shuffle_f32x4(t[8 + s], t[12 + s], 0x44);
+        const __m512 b1 = _mm512_shuffle_f32x4(t[8 + s], t[12 + s], 0xee);
+        const __m512 c0 = _mm512_shuffle_f32x4(a0, b0, 0x88);   /* L0 of q0..q3: column s */
+        const __m512 c1 = _mm512_shuffle_f32x4(a0, b0, 0xdd);   /* L1: column 4 + s */
+        const __m512 c2 = _mm512_shuffle_f32x4(a1, b1, 0x88);   /* L2: column 8 + s */
+        const __m512 c3 = _mm512_shuffle_f32x4(a1, b1, 0xdd);   /* L3: column 12 + s */
+        if (s < cols) _mm512_mask_storeu_ps(dst + (int64_t)s * ldd, rm, c0);
+        if (4 + s < cols) _mm512_mask_storeu_ps(dst + (int64_t)(4 + s) * ldd, rm, c1);
+        if (8 + s < cols) _mm512_mask_storeu_ps(dst + (int64_t)(8 + s) * ldd, rm, c2);
+        if (12 + s < cols) _mm512_mask_storeu_ps(dst + (int64_t)(12 + s) * ldd, rm, c3);
+    }
+}
+
+/* dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols. */
+AVX512 static void transpose(const float *src, int64_t lds, float *dst, int64_t ldd, int rows, int cols) {
+    for (int i0 = 0; i0 < rows; i0 += 16)
+        for (int j0 = 0; j0 < cols; j0 += 16)
+            transpose16(src + (int64_t)i0 * lds + j0, lds, dst + (int64_t)j0 * ldd + i0, ldd,
+                        imin(16, rows - i0), imin(16, cols - j0));
+}
+
+/* ---- general products: C = op(A) op(B) (+ C), bias by column, activation ---- */
+typedef struct gemm_job {
+    int m, n, k;
+    operand a; int64_t a_cs;             /* op(A)[i][kk] = a[kk*a_cs + i] (direct) */
+    bool packed;                         /* or a holds packed row blocks */
+    operand b; int64_t ldb;              /* op(B)[kk][j] = b[kk*ldb + j] */
+    float *c; int64_t ldc;
+    bool accum;
+    const float *bias_col;
+    int act;
+    int mr, n_mb;                        /* rows per block, blocks */
+    int panels_per_task, n_panels;
+    int mb_per_task;                     /* row blocks per task */
+} gemm_job;
+
+AVX512 static void gemm_task(void *ctx, int task) {
+    const gemm_job *j = ctx;
+    const int n_mgroups = (int)cdiv(j->n_mb, j->mb_per_task);
+    const int pg = task / n_mgroups, mg = task % n_mgroups;
+    const int p_lo = pg * j->panels_per_task, p_hi = imin(j->n_panels, p_lo + j->panels_per_task);
+    const int b_lo = mg * j->mb_per_task, b_hi = imin(j->n_mb, b_lo + j->mb_per_task);
+    for (int p = p_lo; p < p_hi; p++) {
+        const int j0 = p * 32, nn = j->n - j0;
+        for (int bi = b_lo; bi < b_hi; bi++) {
+            const int i0 = bi * j->mr, mr = imin(j->mr, j->m - i0);
+            ukr_epi e = {.c0 = j->c + (int64_t)i0 * j->ldc + j0, .ldc = j->ldc, .m0 = lanes(nn),
+                         .m1 = lanes(nn - 16), .accum = j->accum,
+                         .bias_col = j->bias_col ? j->bias_col + j0 : NULL, .act = j->act};
+            e.c1 = e.c0 + 16;
+            const operand a = operand_at(j->a, j->packed ? (int64_t)i0 * j->k : i0);
+            const int64_t acs = j->packed ? mr : j->a_cs;
+            ukr2(mr, j->k, a, acs, operand_at(j->b, j0), j->ldb, &e);
+        }
+    }
+}
+
+typedef struct tpack_job {
+    const float *src; int64_t lds; float *dst; int64_t ldd; int rows, cols, rows_per_task;
+} tpack_job;
+
+AVX512 static void tpack_task(void *ctx, int task) {
+    const tpack_job *t = ctx;
+    const int r0 = task * t->rows_per_task, r1 = imin(t->rows, r0 + t->rows_per_task);
+    transpose(t->src + (int64_t)r0 * t->lds, t->lds, t->dst + r0, t->ldd, r1 - r0, t->cols);
+}
+
+/* C[m,n] = op(A) op(B) (+ C when accum: the sums continue from C), + bias_col[j], act.
+ * op(A)[i][k] = ta ? A[k*lda + i] : A[i*lda + k]; op(B)[k][j] = tb ? B[j*ldb + k] : B[k*ldb + j]. */
+AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *a, int64_t lda,
+                            const float *b, int64_t ldb, bool accum, float *c, int64_t ldc,
+                            const float *bias_col, int act) {
+    if (m <= 0 || n <= 0) return;
+    gemm_job j = {.m = m, .n = n, .k = k, .c = c, .ldc = ldc, .accum = accum, .bias_col = bias_col, .act = act};
+    j.mr = mr_of(m);
+    j.n_mb = (int)cdiv(m, j.mr);
+    if (ta) {
+        j.a = operand_of(a, k, m, lda, 3);
+        j.a_cs = lda;
+    } else {   /* pack the row blocks: [block][k][mr] (cheap: A is the batch or the weights) */
+        float *p = dl4c_cpu_arena(1, (int64_t)m * k);
+        DL4C_ASSERT(p);
+        for (int bi = 0; bi < j.n_mb; bi++) {
+            const int i0 = bi * j.mr;
+            pack_a_rows(a, lda, i0, imin(j.mr, m - i0), k, p + (int64_t)i0 * k);
+        }
+        j.a = operand_of(p, 1, (int64_t)m * k, (int64_t)m * k, 3);
+        j.packed = true;
+    }
+    if (tb) {   /* op(B) = B^T: transpose B [n][k] into [k][n] */
+        float *p = dl4c_cpu_arena(2, (int64_t)k * n);
+        DL4C_ASSERT(p);
+        tpack_job t = {.src = b, .lds = ldb, .dst = p, .ldd = n, .rows = n, .cols = k};
+        t.rows_per_task = imax(16, (int)(cdiv(cdiv(n, 16), 2 * dl4c_cpu_threads()) * 16));
+        dl4c_cpu_parallel((int)cdiv(n, t.rows_per_task), tpack_task, &t);
+        j.b = operand_of(p, 1, (int64_t)k * n, (int64_t)k * n, 4);
+        j.ldb = n;
+    } else {
+        j.b = operand_of(b, k, n, ldb, 4);
+        j.ldb = ldb;
+    }
+    j.n_panels = (int)cdiv(n, 32);
+    /* Tasks: all panels (B reused across the row blocks) on one thread or for small products;
+     * else groups of panels, or single tiles when there are few panels. */
+    const int T = dl4c_cpu_threads();
+    j.panels_per_task = j.n_panels;
+    j.mb_per_task = j.n_mb;
+    if (T > 1 && (int64_t)m * n * k >= 65536) {
+        if (j.n_panels >= 2 * T) j.panels_per_task = (int)cdiv(j.n_panels, 4 * T);
+        else { j.panels_per_task = 1; j.mb_per_task = 1; }
+    }
+    const int tasks = (int)(cdiv(j.n_panels, j.panels_per_task) * cdiv(j.n_mb, j.mb_per_task));
+    dl4c_cpu_parallel(tasks, gemm_task, &j);
+}
+
+/* ---- row gathers for im2col and pooling ----
+ * dst[t] = src[ix0 + t*sw] when 0 <= ix0 + t*sw < w, else fill, for t < n. A plan per
+ * (ix0, sw, w, n) holds the masks, so rows of one window column cost a few instructions. */
+#define GATHER_MAX_GROUPS 8   /* rows up to 128 outputs take the planned path */
+typedef struct gather_plan {
+    int groups;
+    int sw;
+    int off[GATHER_MAX_GROUPS];              /* first input of each group of 16 outputs */
+    __mmask16 lo[GATHER_MAX_GROUPS], hi[GATHER_MAX_GROUPS];   /* valid inputs (sw == 2: two loads) */
+    __mmask16 st[GATHER_MAX_GROUPS];         /* outputs of the group */
+    __mmask16 vo[GATHER_MAX_GROUPS];         /* outputs whose input is inside the row (sw > 2) */
+    int ix0, w, n;
+} gather_plan;
+
+static bool gather_plan_make(gather_plan *p, int ix0, int sw, int w, int n) {
+    p->groups = (int)cdiv(n, 16);
+    p->sw = sw;
+    p->ix0 = ix0; p->w = w; p->n = n;
+    if (p->groups > GATHER_MAX_GROUPS) return false;
+    for (int g = 0; g < p->groups; g++) {
+        const int t0 = g * 16, cnt = imin(16, n - t0), s = ix0 + t0 * sw;
+        p->off[g] = s;
+        p->st[g] = lanes(cnt);
+        __mmask16 lo = 0, hi = 0, vo = 0;
+        for (int l = 0; l < 16; l++) {
+            if (s + l >= 0 && s + l < w) lo |= (__mmask16)(1u << l);
+            if (s + 16 + l >= 0 && s + 16 + l < w) hi |= (__mmask16)(1u << l);
+            const int ix = s + l * sw;
+            if (l < cnt && ix >= 0 && ix < w) vo |= (__mmask16)(1u << l);
+        }
+        p->lo[g] = lo; p->hi[g] = hi; p->vo[g] = vo;
+    }
+    return true;
+}
+
+/* The 16 outputs of group g (lanes past the row's end are unspecified), fill where outside. */
+AVX512 INLINE __m512 gather_group(const gather_plan *p, int g, const float *src, __m512 fill) {
+    const float *s = src + p->off[g];
+    if (p->sw == 1) return _mm512_mask_loadu_ps(fill, p->lo[g], s);
+    if (p->sw == 2) {
+        const __m512i idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const __m512 a = _mm512_mask_loadu_ps(fill, p->lo[g], s), b = _mm512_mask_loadu_ps(fill, p->hi[g], s + 16);
+        return _mm512_permutex2var_ps(a, idx, b);
+    }
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(p->sw));
+    return _mm512_mask_i32gather_ps(fill, p->vo[g], vidx, s, 4);
+}
+
+/* ---- im2col [K][ld]: row (c,i,j), column b*P + oy*ow + ox, for images [b0, b0 + nb) ---- */
+AVX512 static void im2col_rows(const dl4c_window *g, const float *x, int b0, int nb, float *col, int64_t ld) {
+    const int64_t P = (int64_t)g->oh * g->ow, HW = (int64_t)g->h * g->w;
+    for (int j = 0; j < g->kw; j++) {
+        gather_plan plan;
+        const bool planned = gather_plan_make(&plan, j - g->pl, g->sw, g->w, g->ow);
+        for (int c = 0; c < g->c; c++)
+            for (int i = 0; i < g->kh; i++) {
+                float *row = col + ((int64_t)(c * g->kh + i) * g->kw + j) * ld;
+                for (int bl = 0; bl < nb; bl++) {
+                    const float *xc = x + ((int64_t)(b0 + bl) * g->c + c) * HW;
+                    float *out = row + bl * P;
+                    for (int oy = 0; oy < g->oh; oy++) {
+                        const int iy = oy * g->sh - g->pt + i;
+                        float *o = out + (int64_t)oy * g->ow;
+                        if (iy < 0 || iy >= g->h) {
+                            memset(o, 0, sizeof(float) * (size_t)g->ow);
+                            continue;
+                        }
+                        const float *xr = xc + (int64_t)iy * g->w;
+                        if (planned) {
+                            for (int gi = 0; gi < plan.groups; gi++)
+                                _mm512_mask_storeu_ps(o + gi * 16, plan.st[gi], gather_group(&plan, gi, xr, _mm512_setzero_ps()));
+                        } else {
+                            for (int ox = 0; ox < g->ow; ox++) {
+                                const int ix = ox * g->sw - g->pl + j;
+                                o[ox] = ix >= 0 && ix < g->w ? xr[ix] : 0.0f;
+                            }
+                        }
+                    }
+                }
+            }
+    }
+}
+
+/* ---- patch im2col [q][K] (one row per output position) and its adjoint ----
+ * colT[q*K + (c*kh + i)*kw + j] = x[b, c, oy*sh - pt + i, ox*sw - pl + j] (0 outside). */
+AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, float *colT) {
+    const int64_t K = (int64_t)g->c * g->kh * g->kw, HW = (int64_t)g->h * g->w;
+    const bool vec = g->kw <= 16;
+    for (int bl = 0; bl < nb; bl++) {
+        const float *xb = x + (int64_t)(b0 + bl) * g->c * HW;
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++) {
+                float *dst = colT + ((int64_t)bl * g->oh * g->ow + (int64_t)oy * g->ow + ox) * K;
+                const int ixs = ox * g->sw - g->pl;
+                __mmask16 ld = 0;
+                for (int j = 0; j < g->kw && vec; j++)
+                    if (ixs + j >= 0 && ixs + j < g->w) ld |= (__mmask16)(1u << j);
+                const __mmask16 st = lanes(g->kw);
+                for (int c = 0; c < g->c; c++)
+                    for (int i = 0; i < g->kh; i++, dst += g->kw) {
+                        const int iy = oy * g->sh - g->pt + i;
+                        if (iy < 0 || iy >= g->h) {
+                            for (int j = 0; j < g->kw; j++) dst[j] = 0.0f;
+                            continue;
+                        }
+                        const float *xr = xb + c * HW + (int64_t)iy * g->w + ixs;
+                        if (vec) {
+                            _mm512_mask_storeu_ps(dst, st, _mm512_maskz_loadu_ps(ld, xr));
+                        } else {
+                            for (int j = 0; j < g->kw; j++)
+                                dst[j] = ixs + j >= 0 && ixs + j < g->w ? xr[j] : 0.0f;
+                        }
+                    }
+            }
+    }
+}
+
+/* dx[b] = sum over windows of dcolT (dx of images [b0, b0+nb) set, not accumulated). Windows
+ * are added in the order of q, then (c, i), so each element's sum has a fixed order. */
+AVX512 static void row2im(const dl4c_window *g, const float *dcolT, int b0, int nb, float *dx) {
+    const int64_t K = (int64_t)g->c * g->kh * g->kw, HW = (int64_t)g->h * g->w;
+    memset(dx + (int64_t)b0 * g->c * HW, 0, sizeof(float) * (size_t)(nb * g->c * HW));
+    const bool vec = g->kw <= 16;
+    for (int bl = 0; bl < nb; bl++) {
+        float *xb = dx + (int64_t)(b0 + bl) * g->c * HW;
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++) {
+                const float *src = dcolT + ((int64_t)bl * g->oh * g->ow + (int64_t)oy * g->ow + ox) * K;
+                const int ixs = ox * g->sw - g->pl;
+                __mmask16 m = 0;
+                for (int j = 0; j < g->kw && vec; j++)
+                    if (ixs + j >= 0 && ixs + j < g->w) m |= (__mmask16)(1u << j);
+                for (int c = 0; c < g->c; c++)
+                    for (int i = 0; i < g->kh; i++, src += g->kw) {
+                        const int iy = oy * g->sh - g->pt + i;
+                        if (iy < 0 || iy >= g->h) continue;
+                        float *xr = xb + c * HW + (int64_t)iy * g->w + ixs;
+                        if (vec) {
+                            const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, xr), _mm512_maskz_loadu_ps(m, src));
+                            _mm512_mask_storeu_ps(xr, m, v);
+                        } else {
+                            for (int j = 0; j < g->kw; j++)
+                                if (ixs + j >= 0 && ixs + j < g->w) xr[j] += src[j];
+                        }
+                    }
+            }
+    }
+}
+
+/* ---- convolution ---- */
+
+/* Images per group: about 64 KiB of im2col rows (at least one image), and fewer when that
+ * leaves fewer than two groups per thread (forward only: no sums cross groups there). */
+static int conv_group_images(const dl4c_window *g, int64_t budget_floats) {
+    const int64_t K = (int64_t)g->c * g->kh * g->kw, P = (int64_t)g->oh * g->ow;
+    int64_t G = budget_floats / (K * P);
+    if (G < 1) G = 1;
+    if (G > g->n) G = g->n;
+    return (int)G;
+}
+
+typedef struct conv_job {
+    const dl4c_window *g;
+    int out, K, P, G, n_groups;
+    const float *x, *w, *bias;
+    operand wpack;               /* forward: W row blocks packed for the microkernel */
+    operand wb;                  /* dx: W as the B operand */
+    float *y;
+    int act, post_act;           /* epilogue activation; activation applied after (others) */
+    dl4c_activation a;
+    int mr, n_mb;
+    /* backward */
+    const float *dz;             /* dL/dz, NCHW */
+    float *dx;
+    float *partial;              /* dot dW: [group][out][K] */
+    float *dzT, *colT;           /* outer dW: [NP][out], [NP][K] */
+    float *dw;
+    int mr_w, n_mb_w, n_panels_w, pan_per_task;
+} conv_job;
+
+/* Forward, one group of images: im2col, microkernel tiles, NCHW stores with bias and act. */
+AVX512 static void conv_fwd_task(void *ctx, int task) {
+    const conv_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const int b0 = task * J->G, nb = imin(J->G, g->n - b0), P = J->P, out = J->out;
+    const int64_t Q = (int64_t)nb * P;
+    float *col = dl4c_cpu_arena(0, J->K * Q);
+    DL4C_ASSERT(col);
+    im2col_rows(g, J->x, b0, nb, col, Q);
+    float tile[MR_MAX * 32];
+    for (int64_t j0 = 0; j0 < Q; j0 += 32) {
+        const int nn = (int)(Q - j0 < 32 ? Q - j0 : 32);
+        /* Lanes 0-15 and 16-31 each go to one image's row when they do not cross its end. */
+        const int64_t qa = j0, qb = j0 + 16;
+        const int ba = (int)(qa / P), pa = (int)(qa % P), bb = (int)(qb / P), pb = (int)(qb % P);
+        const bool direct = pa + imin(16, nn) <= P && (nn <= 16 || pb + (nn - 16) <= P);
+        for (int bi = 0; bi < J->n_mb; bi++) {
+            const int i0 = bi * J->mr, mr = imin(J->mr, out - i0);
+            ukr_epi e = {.ldc = P, .m0 = lanes(nn), .m1 = lanes(nn - 16), .bias_row = J->bias + i0, .act = J->act};
+            const operand a = operand_at(J->wpack, (int64_t)i0 * J->K), b = {.p = col + j0};
+            if (direct) {
+                e.c0 = J->y + ((int64_t)(b0 + ba) * out + i0) * P + pa;
+                e.c1 = nn > 16 ? J->y + ((int64_t)(b0 + bb) * out + i0) * P + pb : e.c0;
+                ukr2(mr, J->K, a, mr, b, Q, &e);
+                continue;
+            }
+            /* Lanes crossing an image's end: through a tile, then one store per element. */
+            e.c0 = tile; e.c1 = tile + 16; e.ldc = 32;
+            ukr2(mr, J->K, a, mr, b, Q, &e);
+            for (int i = 0; i < mr; i++)
+                for (int l = 0; l < nn; l++) {
+                    const int64_t q = j0 + l;
+                    J->y[((int64_t)(b0 + q / P) * out + i0 + i) * P + q % P] = tile[i * 32 + l];
+                }
+        }
+    }
+    if (J->post_act)
+        dl4c_cpu_act_forward(NULL, J->a, J->y + (int64_t)b0 * out * P, 1, (int64_t)nb * out * P);
+}
+
+static void pack_w_blocks(const float *w, int out, int K, int mr, float *p) {
+    for (int i0 = 0; i0 < out; i0 += mr) {
+        const int r = imin(mr, out - i0);
+        for (int i = 0; i < r; i++)
+            for (int kk = 0; kk < K; kk++) p[(int64_t)i0 * K + (int64_t)kk * r + i] = w[(int64_t)(i0 + i) * K + kk];
+    }
+}
+
+AVX512 static void avx_conv2d_forward_act(const dl4c_backend *be, const dl4c_window *g, int out,
+                                          dl4c_activation a, const float *x, const float *w,
+                                          const float *bias, float *y, float *saved, float *scratch) {
+    const int K = g->c * g->kh * g->kw, P = g->oh * g->ow;
+    conv_job J = {.g = g, .out = out, .K = K, .P = P, .x = x, .w = w, .bias = bias, .y = y, .a = a};
+    J.act = epi_act(a);
+    J.post_act = a != DL4C_IDENTITY && J.act == EPI_NONE;
+    J.mr = mr_of(out);
+    J.n_mb = (int)cdiv(out, J.mr);
+    float *wp = dl4c_cpu_arena(1, (int64_t)out * K);
+    DL4C_ASSERT(wp);
+    pack_w_blocks(w, out, K, J.mr, wp);
+    J.wpack = operand_of(wp, 1, (int64_t)out * K, (int64_t)out * K, 3);
+    J.G = conv_group_images(g, 16384);
+    const int T = dl4c_cpu_threads();
+    if (T > 1 && cdiv(g->n, J.G) < 2 * T) J.G = imax(1, (int)cdiv(g->n, 2 * T));
+    J.n_groups = (int)cdiv(g->n, J.G);
+    dl4c_cpu_parallel(J.n_groups, conv_fwd_task, &J);
+}
+
+static void avx_conv2d_forward(const dl4c_backend *be, const dl4c_window *g, int out, const float *x,
+                               const float *w, const float *bias, float *z, float *saved, float *scratch) {
+    avx_conv2d_forward_act(be, g, out, DL4C_IDENTITY, x, w, bias, z, saved, scratch);
+}
+
+/* dz = act'(y) dy in place (rows of P floats), and db[o] = sum over the batch (double). */
+typedef struct dz_job {
+    const dl4c_window *g; int out, P, o_per_task;
+    dl4c_activation a;
+    const float *y; float *dy; float *db;
+} dz_job;
+
+AVX512 static void dz_task(void *ctx, int task) {
+    const dz_job *J = ctx;
+    const int o0 = task * J->o_per_task, o1 = imin(J->out, o0 + J->o_per_task), P = J->P;
+    for (int o = o0; o < o1; o++) {
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        for (int b = 0; b < J->g->n; b++) {
+            const int64_t off = ((int64_t)b * J->out + o) * P;
+            float *d = J->dy + off;
+            const float *yy = J->y + off;
+            if (J->a == DL4C_RELU) {
+                for (int p = 0; p < P; p += 16) {
+                    const __mmask16 m = lanes(P - p);
+                    __m512 v = _mm512_maskz_loadu_ps(m, d + p);
+                    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, yy + p), _mm512_setzero_ps(), _CMP_GT_OQ);
+                    v = _mm512_maskz_mov_ps(pos, v);
+                    _mm512_mask_storeu_ps(d + p, m, v);
+                    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+                    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+                }
+            } else {
+                if (J->a != DL4C_IDENTITY) dl4c_cpu_act_backward(NULL, J->a, yy, d, 1, P);
+                for (int p = 0; p < P; p += 16) {
+                    const __m512 v = _mm512_maskz_loadu_ps(lanes(P - p), d + p);
+                    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+                    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+                }
+            }
+        }
+        J->db[o] = (float)_mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    }
+}
+
+/* dW by dot products, one group of images: partial[o][kk] = sum_q dz[o][q] col[kk][q]. */
+#define DOT_OB 4
+#define DOT_KB 6
+AVX512 INLINE void dot_tile(const int OB, const int KB, const float *dz, int64_t dz_img, int P,
+                            const float *col, int64_t ldcol, int nb, int64_t ldo, float *part,
+                            int64_t ldp) {
+    __m512 acc[DOT_OB][DOT_KB];
+#pragma GCC unroll 4
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 6
+        for (int k = 0; k < KB; k++) acc[o][k] = _mm512_setzero_ps();
+    for (int bl = 0; bl < nb; bl++) {
+        const float *dzb = dz + bl * dz_img, *cb = col + (int64_t)bl * P;
+        for (int p = 0; p < P; p += 16) {
+            const __mmask16 m = lanes(P - p);
+            __m512 dv[DOT_OB];
+#pragma GCC unroll 4
+            for (int o = 0; o < OB; o++) dv[o] = _mm512_maskz_loadu_ps(m, dzb + o * ldo + p);
+#pragma GCC unroll 6
+            for (int k = 0; k < KB; k++) {
+                const __m512 cv = _mm512_maskz_loadu_ps(m, cb + k * ldcol + p);
+#pragma GCC unroll 4
+                for (int o = 0; o < OB; o++) acc[o][k] = _mm512_fmadd_ps(dv[o], cv, acc[o][k]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 6
+        for (int k = 0; k < KB; k++) part[o * ldp + k] = _mm512_reduce_add_ps(acc[o][k]);
+}
+
+AVX512 __attribute__((noinline)) static void dot_tile_n(int ob, int kb, const float *dz, int64_t dz_img, int P,
+                                                        const float *col, int64_t ldcol, int nb, int64_t ldo,
+                                                        float *part, int64_t ldp) {
+#define DT(o, k) if (ob == o && kb == k) { dot_tile(o, k, dz, dz_img, P, col, ldcol, nb, ldo, part, ldp); return; }
+    DT(4, 6) DT(4, 5) DT(4, 4) DT(4, 3) DT(4, 2) DT(4, 1)
+    DT(3, 6) DT(3, 5) DT(3, 4) DT(3, 3) DT(3, 2) DT(3, 1)
+    DT(2, 6) DT(2, 5) DT(2, 4) DT(2, 3) DT(2, 2) DT(2, 1)
+    DT(1, 6) DT(1, 5) DT(1, 4) DT(1, 3) DT(1, 2) DT(1, 1)
+#undef DT
+    DL4C_ASSERT(!"dot tile out of range");
+}
+
+/* Groups of images for the dot dW: fixed by the shape alone (sums cross groups). */
+static int dot_group_images(const dl4c_window *g) {
+    const int64_t P = (int64_t)g->oh * g->ow;
+    int64_t G = cdiv(1024, P);
+    if (G > g->n) G = g->n;
+    return (int)(G < 1 ? 1 : G);
+}
+
+AVX512 static void conv_dot_task(void *ctx, int task) {
+    const conv_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const int b0 = task * J->G, nb = imin(J->G, g->n - b0), P = J->P, out = J->out, K = J->K;
+    const int64_t Q = (int64_t)nb * P;
+    float *col = dl4c_cpu_arena(0, (int64_t)K * Q);
+    DL4C_ASSERT(col);
+    im2col_rows(g, J->x, b0, nb, col, Q);
+    float *part = J->partial + (int64_t)task * out * K;
+    const int obn = (int)cdiv(out, DOT_OB), ob = (int)cdiv(out, obn);
+    const int kbn = (int)cdiv(K, DOT_KB), kb = (int)cdiv(K, kbn);
+    for (int o0 = 0; o0 < out; o0 += ob)
+        for (int k0 = 0; k0 < K; k0 += kb)
+            dot_tile_n(imin(ob, out - o0), imin(kb, K - k0), J->dz + ((int64_t)b0 * out + o0) * P,
+                       (int64_t)out * P, P, col + (int64_t)k0 * Q, Q, nb, P, part + (int64_t)o0 * K + k0, K);
+}
+
+typedef struct sum_job { const float *part; float *dst; int64_t n, per_task; int groups; } sum_job;
+
+AVX512 static void sum_groups_task(void *ctx, int task) {
+    const sum_job *S = ctx;
+    const int64_t lo = task * S->per_task, hi = lo + S->per_task < S->n ? lo + S->per_task : S->n;
+    for (int64_t i = lo; i < hi; i += 16) {
+        const __mmask16 m = lanes((int)(hi - i < 16 ? hi - i : 16));
+        __m512 s = _mm512_maskz_loadu_ps(m, S->part + i);
+        for (int gi = 1; gi < S->groups; gi++) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, S->part + gi * S->n + i));
+        _mm512_mask_storeu_ps(S->dst + i, m, s);
+    }
+}
+
+/* Outer-product dW, phase 1: dz^T and col^T of a group of images. */
+AVX512 static void conv_rows_task(void *ctx, int task) {
+    const conv_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const int b0 = task * J->G, nb = imin(J->G, g->n - b0), P = J->P, out = J->out;
+    for (int bl = 0; bl < nb; bl++)
+        transpose(J->dz + (int64_t)(b0 + bl) * out * P, P, J->dzT + (int64_t)(b0 + bl) * P * out, out, out, P);
+    im2row(g, J->x, b0, nb, J->colT + (int64_t)b0 * P * J->K);
+}
+
+/* Phase 2: dW tiles, one chain over the batch each. */
+AVX512 static void conv_outer_task(void *ctx, int task) {
+    const conv_job *J = ctx;
+    const int NP = J->g->n * J->P;
+    const int p_lo = (task / J->n_mb_w) * J->pan_per_task, bi = task % J->n_mb_w;
+    const int i0 = bi * J->mr_w, mr = imin(J->mr_w, J->out - i0);
+    for (int p = p_lo; p < imin(J->n_panels_w, p_lo + J->pan_per_task); p++) {
+        const int j0 = p * 32, nn = J->K - j0;
+        ukr_epi e = {.c0 = J->dw + (int64_t)i0 * J->K + j0, .ldc = J->K, .m0 = lanes(nn), .m1 = lanes(nn - 16)};
+        e.c1 = e.c0 + 16;
+        ukr(mr, NP, J->dzT + i0, J->out, J->colT + j0, J->K, &e);
+    }
+}
+
+/* dx, one group of images: dcol^T[q][kk] = sum_o dz[o][q] W[o][kk], then added into dx. */
+AVX512 static void conv_dx_task(void *ctx, int task) {
+    const conv_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const int b0 = task * J->G, nb = imin(J->G, g->n - b0), P = J->P, out = J->out, K = J->K;
+    float *dcolT = dl4c_cpu_arena(0, (int64_t)nb * P * K);
+    DL4C_ASSERT(dcolT);
+    const int mr = mr_of(P);
+    for (int bl = 0; bl < nb; bl++) {
+        const float *dzb = J->dz + (int64_t)(b0 + bl) * out * P;
+        for (int p0 = 0; p0 < P; p0 += mr) {
+            const int r = imin(mr, P - p0);
+            for (int j0 = 0; j0 < K; j0 += 32) {
+                const int nn = K - j0;
+                ukr_epi e = {.c0 = dcolT + ((int64_t)bl * P + p0) * K + j0, .ldc = K, .m0 = lanes(nn), .m1 = lanes(nn - 16)};
+                e.c1 = e.c0 + 16;
+                ukr2(r, out, (operand){.p = dzb + p0}, P, operand_at(J->wb, j0), K, &e);
+            }
+        }
+    }
+    row2im(g, dcolT, b0, nb, J->dx);
+}
+
+static bool conv_dot_path(const dl4c_window *g, int out) {
+    return (int64_t)out * g->c * g->kh * g->kw <= DOT_MAX_W;
+}
+
+static void avx_conv2d_sizes(const dl4c_backend *be, const dl4c_window *g, int out, int64_t *saved,
+                             int64_t *scratch) {
+    const int64_t K = (int64_t)g->c * g->kh * g->kw, P = (int64_t)g->oh * g->ow, NP = g->n * P;
+    *saved = 0;
+    if (conv_dot_path(g, out)) *scratch = cdiv(g->n, dot_group_images(g)) * out * K;
+    else *scratch = NP * (out + K);
+}
+
+AVX512 static void avx_conv2d_backward_act(const dl4c_backend *be, const dl4c_window *g, int out,
+                                           dl4c_activation a, const float *x, const float *w,
+                                           const float *y, float *dy, float *dw, float *db, float *dx,
+                                           float *saved, float *scratch) {
+    const int K = g->c * g->kh * g->kw, P = g->oh * g->ow, T = dl4c_cpu_threads();
+    /* 1. dz = act'(y) dy in place, db. */
+    dz_job D = {.g = g, .out = out, .P = P, .a = a, .y = y, .dy = dy, .db = db};
+    D.o_per_task = imax(1, (int)cdiv(out, 4 * T));
+    if ((int64_t)g->n * P * out < 32768) D.o_per_task = out;
+    dl4c_cpu_parallel((int)cdiv(out, D.o_per_task), dz_task, &D);
+    conv_job J = {.g = g, .out = out, .K = K, .P = P, .x = x, .w = w, .dz = dy, .dx = dx, .dw = dw};
+    /* 2. dW. */
+    if (conv_dot_path(g, out)) {
+        J.G = dot_group_images(g);
+        J.n_groups = (int)cdiv(g->n, J.G);
+        J.partial = J.n_groups == 1 ? dw : scratch;
+        dl4c_cpu_parallel(J.n_groups, conv_dot_task, &J);
+        if (J.n_groups > 1) {
+            sum_job S = {.part = scratch, .dst = dw, .n = (int64_t)out * K, .groups = J.n_groups};
+            S.per_task = imax(1024, (int)cdiv(cdiv(S.n, 2 * T), 16) * 16);
+            dl4c_cpu_parallel((int)cdiv(S.n, S.per_task), sum_groups_task, &S);
+        }
+    } else {
+        J.dzT = scratch;
+        J.colT = scratch + (int64_t)g->n * P * out;
+        J.G = imax(1, (int)cdiv(g->n, 4 * T));
+        J.n_groups = (int)cdiv(g->n, J.G);
+        dl4c_cpu_parallel(J.n_groups, conv_rows_task, &J);
+        J.mr_w = mr_of(out);
+        J.n_mb_w = (int)cdiv(out, J.mr_w);
+        J.n_panels_w = (int)cdiv(K, 32);
+        J.pan_per_task = 1;
+        dl4c_cpu_parallel((int)(cdiv(J.n_panels_w, J.pan_per_task) * J.n_mb_w), conv_outer_task, &J);
+    }
+    /* 3. dx. */
+    if (dx) {
+        J.wb = operand_of(w, out, K, K, 2);
+        J.G = conv_group_images(g, 16384);
+        if (T > 1 && cdiv(g->n, J.G) < 2 * T) J.G = imax(1, (int)cdiv(g->n, 2 * T));
+        J.n_groups = (int)cdiv(g->n, J.G);
+        dl4c_cpu_parallel(J.n_groups, conv_dx_task, &J);
+    }
+}
+
+static void avx_conv2d_backward(const dl4c_backend *be, const dl4c_window *g, int out, const float *x,
+                                const float *w, const float *dz, float *dw, float *db, float *dx,
+                                float *saved, float *scratch) {
+    /* dz is const here: the identity pass only reads it. */
+    avx_conv2d_backward_act(be, g, out, DL4C_IDENTITY, x, w, NULL, (float *)dz, dw, db, dx, saved, scratch);
+}
+
+/* ---- dense ---- */
+AVX512 static void avx_dense_forward_act(const dl4c_backend *be, dl4c_activation a, const float *x,
+                                         const float *w, const float *bias, float *y, int n, int in,
+                                         int out) {
+    const int act = epi_act(a);
+    gemm_run(false, false, n, out, in, x, in, w, out, false, y, out, bias, act);
+    if (a != DL4C_IDENTITY && act == EPI_NONE) dl4c_cpu_act_forward(be, a, y, n, out);
+}
+
+static void avx_gemm(const dl4c_backend *be, bool ta, bool tb, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    if (alpha != 1.0f || (beta != 0.0f && beta != 1.0f)) {   /* not used by the layers */
+        dl4c_backend_cpu_generic()->gemm(be, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    gemm_run(ta, tb, m, n, k, a, lda, b, ldb, beta == 1.0f, c, ldc, NULL, EPI_NONE);
+}
+
+/* ---- pooling ----
+ * Forward: per output row, each window position's inputs are gathered as one vector and
+ * folded in scan order, as the portable loop: max keeps the first maximum (v > acc, or v NaN),
+ * avg adds (padding adds -0, which changes nothing) and scales by 1/(kh kw).
+ * Backward (windows that do not overlap): the same scan finds each window's arg max again;
+ * dx is written position by position. Overlapping windows use the portable loop. */
+typedef struct pool_job {
+    dl4c_pooling p; const dl4c_window *g;
+    const float *x, *y, *dy; float *dx; float *out;
+    int64_t planes, per_task;
+} pool_job;
+
+AVX512 static void pool_fwd_task(void *ctx, int task) {
+    const pool_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const bool mx = J->p == DL4C_POOL_MAX;
+    const __m512 fill = mx ? _mm512_set1_ps(-INFINITY) : _mm512_set1_ps(-0.0f);
+    const __m512 inv = _mm512_set1_ps(1.0f / (float)(g->kh * g->kw));
+    gather_plan plans[16];
+    for (int j = 0; j < g->kw; j++) gather_plan_make(&plans[j], j - g->pl, g->sw, g->w, g->ow);
+    const int64_t lo = task * J->per_task, hi = lo + J->per_task < J->planes ? lo + J->per_task : J->planes;
+    for (int64_t bc = lo; bc < hi; bc++) {
+        const float *xc = J->x + bc * g->h * g->w;
+        float *yc = J->out + bc * g->oh * g->ow;
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int gi = 0; gi < plans[0].groups; gi++) {
+                __m512 acc = mx ? _mm512_set1_ps(-INFINITY) : _mm512_setzero_ps();
+                for (int i = 0; i < g->kh; i++) {
+                    const int iy = oy * g->sh - g->pt + i;
+                    if (iy < 0 || iy >= g->h) continue;
+                    const float *xr = xc + (int64_t)iy * g->w;
+                    for (int j = 0; j < g->kw; j++) {
+                        const __m512 v = gather_group(&plans[j], gi, xr, fill);
+                        if (mx) {
+                            const __mmask16 up = _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                            acc = _mm512_mask_mov_ps(acc, up, v);
+                        } else {
+                            acc = _mm512_add_ps(acc, v);
+                        }
+                    }
+                }
+                if (!mx) acc = _mm512_mul_ps(acc, inv);
+                _mm512_mask_storeu_ps(yc + (int64_t)oy * g->ow + gi * 16, plans[0].st[gi], acc);
+            }
+    }
+}
+
+
+/* Backward of non-overlapping windows (sh >= kh, sw >= kw): each input gets at most one
+ * window's gradient, added to the zeroed dx as the portable loop does (0 + d). */
+AVX512 static void pool_bwd_task(void *ctx, int task) {
+    const pool_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const bool mx = J->p == DL4C_POOL_MAX;
+    const __m512 inv = _mm512_set1_ps(1.0f / (float)(g->kh * g->kw)), zero = _mm512_setzero_ps();
+    const __m512 fill = _mm512_set1_ps(-INFINITY);
+    const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i ihi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    gather_plan plans[16];
+    for (int j = 0; j < g->kw; j++) gather_plan_make(&plans[j], j - g->pl, g->sw, g->w, g->ow);
+    const bool pair = g->kw == 2 && g->sw == 2;
+    const int64_t lo = task * J->per_task, hi = lo + J->per_task < J->planes ? lo + J->per_task : J->planes;
+    for (int64_t bc = lo; bc < hi; bc++) {
+        const float *xc = J->x + bc * g->h * g->w;
+        float *dxc = J->dx + bc * g->h * g->w;
+        const float *dyc = J->dy + bc * g->oh * g->ow;
+        memset(dxc, 0, sizeof(float) * (size_t)(g->h * g->w));
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int gi = 0; gi < plans[0].groups; gi++) {
+                const int ox0 = gi * 16, cnt = imin(16, g->ow - ox0);
+                const __m512 d = _mm512_maskz_loadu_ps(lanes(cnt), dyc + (int64_t)oy * g->ow + ox0);
+                __m512i best = _mm512_set1_epi32(-1);
+                if (mx) {   /* the portable scan: first position, then v > acc or v NaN */
+                    __m512 acc = fill;
+                    for (int i = 0; i < g->kh; i++) {
+                        const int iy = oy * g->sh - g->pt + i;
+                        if (iy < 0 || iy >= g->h) continue;
+                        const float *xr = xc + (int64_t)iy * g->w;
+                        for (int j = 0; j < g->kw; j++) {
+                            const __m512 v = gather_group(&plans[j], gi, xr, fill);
+                            const __mmask16 first = _mm512_cmp_epi32_mask(best, _mm512_setzero_si512(), _MM_CMPINT_LT);
+                            const __mmask16 up = plans[j].vo[gi] &
+                                                 (first | _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+                            acc = _mm512_mask_mov_ps(acc, up, v);
+                            best = _mm512_mask_mov_epi32(best, up, _mm512_set1_epi32(i * g->kw + j));
+                        }
+                    }
+                }
+                for (int i = 0; i < g->kh; i++) {
+                    const int iy = oy * g->sh - g->pt + i;
+                    if (iy < 0 || iy >= g->h) continue;
+                    float *xr = dxc + (int64_t)iy * g->w;
+                    __m512 v[2];
+                    for (int j = 0; j < g->kw; j++) {
+                        const __m512 t = mx ? _mm512_maskz_mov_ps(_mm512_cmp_epi32_mask(best, _mm512_set1_epi32(i * g->kw + j), _MM_CMPINT_EQ), d)
+                                            : _mm512_mul_ps(d, inv);
+                        const __m512 val = _mm512_add_ps(zero, t);
+                        if (pair) { v[j] = val; continue; }
+                        float lv[16];
+                        _mm512_storeu_ps(lv, val);
+                        for (int l = 0; l < cnt; l++) {
+                            const int ix = (ox0 + l) * g->sw - g->pl + j;
+                            if (ix >= 0 && ix < g->w && ((plans[j].vo[gi] >> l) & 1)) xr[ix] = lv[l];
+                        }
+                    }
+                    if (!pair) continue;
+                    /* kw = sw = 2: positions ox*2 - pl + {0, 1} are 2*cnt consecutive floats. */
+                    const int s = ox0 * 2 - g->pl;
+                    __mmask16 m0 = 0, m1 = 0;
+                    for (int t = 0; t < 16; t++) {
+                        if (t < 2 * cnt && s + t >= 0 && s + t < g->w) m0 |= (__mmask16)(1u << t);
+                        if (16 + t < 2 * cnt && s + 16 + t >= 0 && s + 16 + t < g->w) m1 |= (__mmask16)(1u << t);
+                    }
+                    _mm512_mask_storeu_ps(xr + s, m0, _mm512_permutex2var_ps(v[0], ilo, v[1]));
+                    _mm512_mask_storeu_ps(xr + s + 16, m1, _mm512_permutex2var_ps(v[0], ihi, v[1]));
+                }
+            }
+    }
+}
+
+static int64_t pool_tasks(pool_job *J, const dl4c_window *g) {
+    J->planes = (int64_t)g->n * g->c;
+    const int64_t per_plane = (int64_t)g->h * g->w;
+    int64_t per = cdiv(32768, per_plane);   /* about 32k inputs per task */
+    const int T = dl4c_cpu_threads();
+    if (T > 1 && cdiv(J->planes, per) < 2 * T) per = cdiv(J->planes, 2 * T);
+    J->per_task = per < 1 ? 1 : per;
+    return cdiv(J->planes, J->per_task);
+}
+
+static bool pool_planned(const dl4c_window *g) {
+    return g->kw <= 16 && cdiv(g->ow, 16) <= GATHER_MAX_GROUPS;
+}
+
+static void avx_pool_forward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x, float *y) {
+    if (!pool_planned(g)) { dl4c_backend_cpu_generic()->pool_forward(be, p, g, x, y); return; }
+    pool_job J = {.p = p, .g = g, .x = x, .out = y};
+    dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_fwd_task, &J);
+}
+
+static void avx_pool_backward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
+                              const float *y, const float *dy, float *dx) {
+    if (!pool_planned(g) || g->sh < g->kh || g->sw < g->kw) {   /* overlapping windows */
+        dl4c_backend_cpu_generic()->pool_backward(be, p, g, x, y, dy, dx);
+        return;
+    }
+    pool_job J = {.p = p, .g = g, .x = x, .y = y, .dy = dy, .dx = dx};
+    dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_bwd_task, &J);
+}
+
+/* ---- elementwise: the portable ops' operations, 16 lanes at a time ---- */
+#define EW_CHUNK 32768   /* elements per task of the elementwise loops */
+
+typedef struct ew_job {
+    int op;                          /* what to do (EW_*) */
+    dl4c_activation a;
+    float *x; const float *y;        /* act: x (in place) / y and dy (x) */
+    const dl4c_updater_conf *uc; float lr, bc1, bc2; float *p; const float *gr; float *s; int64_t stride;
+    float l1, l2;
+    int64_t n;
+} ew_job;
+enum { EW_ACT_FWD, EW_ACT_BWD, EW_UPDATE, EW_REG_GRAD };
+
+AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
+    const __m512 zero = _mm512_setzero_ps(), alpha = _mm512_set1_ps(LEAKY_ALPHA), one = _mm512_set1_ps(1.0f);
+    for (int64_t i = lo; i < hi; i += 16) {
+        const __mmask16 m = lanes((int)(hi - i < 16 ? hi - i : 16));
+        switch (J->op) {
+        case EW_ACT_FWD: {
+            const __m512 v = _mm512_maskz_loadu_ps(m, J->x + i);
+            const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
+            _mm512_mask_storeu_ps(J->x + i, m, J->a == DL4C_RELU ? _mm512_mask_blend_ps(neg, v, zero)
+                                                                  : _mm512_mask_blend_ps(neg, v, _mm512_mul_ps(alpha, v)));
+            break;
+        }
+        case EW_ACT_BWD: {
+            const __m512 yv = _mm512_maskz_loadu_ps(m, J->y + i), d = _mm512_maskz_loadu_ps(m, J->x + i);
+            const __mmask16 pos = _mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ);
+            __m512 r;
+            switch (J->a) {
+            case DL4C_RELU: r = _mm512_maskz_mov_ps(pos, d); break;
+            case DL4C_LEAKYRELU: r = _mm512_mask_blend_ps(pos, _mm512_mul_ps(alpha, d), d); break;
+            case DL4C_SIGMOID: r = _mm512_mul_ps(d, _mm512_mul_ps(yv, _mm512_sub_ps(one, yv))); break;
+            default: /* tanh */ r = _mm512_mul_ps(d, _mm512_sub_ps(one, _mm512_mul_ps(yv, yv))); break;
+            }
+            _mm512_mask_storeu_ps(J->x + i, m, r);
+            break;
+        }
+        case EW_REG_GRAD: {   /* dw += l2 w + l1 sign(w) */
+            const __m512 w = _mm512_maskz_loadu_ps(m, J->y + i), dw = _mm512_maskz_loadu_ps(m, J->x + i);
+            const __m512 sg = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(w, zero, _CMP_LT_OQ),
+                                                   _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(w, zero, _CMP_GT_OQ), one),
+                                                   _mm512_set1_ps(-1.0f));
+            const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(J->l2), w), _mm512_mul_ps(_mm512_set1_ps(J->l1), sg));
+            _mm512_mask_storeu_ps(J->x + i, m, _mm512_add_ps(dw, t));
+            break;
+        }
+        case EW_UPDATE: {
+            const dl4c_updater_conf *c = J->uc;
+            const __m512 lr = _mm512_set1_ps(J->lr), g = _mm512_maskz_loadu_ps(m, J->gr + i);
+            __m512 p = _mm512_maskz_loadu_ps(m, J->p + i);
+            switch (c->type) {
+            case DL4C_SGD:
+                p = _mm512_sub_ps(p, _mm512_mul_ps(lr, g));
+                break;
+            case DL4C_NESTEROVS: {
+                const __m512 mu = _mm512_set1_ps(c->momentum);
+                const __m512 s = _mm512_add_ps(_mm512_mul_ps(mu, _mm512_maskz_loadu_ps(m, J->s + i)), g);
+                _mm512_mask_storeu_ps(J->s + i, m, s);
+                p = _mm512_sub_ps(p, _mm512_mul_ps(lr, _mm512_add_ps(g, _mm512_mul_ps(mu, s))));
+                break;
+            }
+            case DL4C_ADAGRAD: {
+                const __m512 s = _mm512_add_ps(_mm512_maskz_loadu_ps(m, J->s + i), _mm512_mul_ps(g, g));
+                _mm512_mask_storeu_ps(J->s + i, m, s);
+                p = _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(lr, g), _mm512_add_ps(_mm512_sqrt_ps(s), _mm512_set1_ps(c->epsilon))));
+                break;
+            }
+            case DL4C_RMSPROP: {
+                const __m512 rho = _mm512_set1_ps(c->rho), omr = _mm512_set1_ps(1 - c->rho);
+                const __m512 s = _mm512_add_ps(_mm512_mul_ps(rho, _mm512_maskz_loadu_ps(m, J->s + i)),
+                                               _mm512_mul_ps(_mm512_mul_ps(omr, g), g));
+                _mm512_mask_storeu_ps(J->s + i, m, s);
+                p = _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(lr, g), _mm512_add_ps(_mm512_sqrt_ps(s), _mm512_set1_ps(c->epsilon))));
+                break;
+            }
+            default: {   /* adam */
+                float *mm = J->s, *vv = J->s + J->stride;
+                const __m512 b1 = _mm512_set1_ps(c->beta1), b2 = _mm512_set1_ps(c->beta2);
+                const __m512 mv = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(m, mm + i)),
+                                                _mm512_mul_ps(_mm512_set1_ps(1 - c->beta1), g));
+                const __m512 vn = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(m, vv + i)),
+                                                _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(1 - c->beta2), g), g));
+                _mm512_mask_storeu_ps(mm + i, m, mv);
+                _mm512_mask_storeu_ps(vv + i, m, vn);
+                const __m512 num = _mm512_mul_ps(lr, _mm512_div_ps(mv, _mm512_set1_ps(J->bc1)));
+                const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_div_ps(vn, _mm512_set1_ps(J->bc2))), _mm512_set1_ps(c->epsilon));
+                p = _mm512_sub_ps(p, _mm512_div_ps(num, den));
+                break;
+            }
+            }
+            _mm512_mask_storeu_ps(J->p + i, m, p);
+            break;
+        }
+        }
+    }
+}
+
+AVX512 static void ew_task(void *ctx, int task) {
+    const ew_job *J = ctx;
+    const int64_t lo = (int64_t)task * EW_CHUNK, hi = lo + EW_CHUNK < J->n ? lo + EW_CHUNK : J->n;
+    ew_range(J, lo, hi);
+}
+
+static void ew_run(ew_job *J) {
+    if (J->n <= 0) return;
+    dl4c_cpu_parallel((int)cdiv(J->n, EW_CHUNK), ew_task, J);
+}
+
+static void avx_act_forward(const dl4c_backend *be, dl4c_activation a, float *x, int64_t rows, int64_t len) {
+    if (a != DL4C_RELU && a != DL4C_LEAKYRELU) { dl4c_cpu_act_forward(be, a, x, rows, len); return; }
+    ew_job J = {.op = EW_ACT_FWD, .a = a, .x = x, .n = rows * len};
+    ew_run(&J);
+}
+
+static void avx_act_backward(const dl4c_backend *be, dl4c_activation a, const float *y, float *dy, int64_t rows,
+                             int64_t len) {
+    if (a == DL4C_IDENTITY || a == DL4C_SOFTMAX) { dl4c_cpu_act_backward(be, a, y, dy, rows, len); return; }
+    ew_job J = {.op = EW_ACT_BWD, .a = a, .x = dy, .y = y, .n = rows * len};
+    ew_run(&J);
+}
+
+static void avx_reg_grad(const dl4c_backend *be, const float *w, float *dw, int64_t n, float l1, float l2) {
+    ew_job J = {.op = EW_REG_GRAD, .x = dw, .y = w, .l1 = l1, .l2 = l2, .n = n};
+    ew_run(&J);
+}
+
+static void avx_updater_step(const dl4c_backend *be, const dl4c_updater_conf *c, float lr, int64_t step,
+                             float *p, const float *g, float *s, int64_t n, int64_t stride) {
+    if (c->type < 0 || c->type >= DL4C_UPDATER_COUNT) { dl4c_updater_step(c, lr, step, p, g, s, n, stride); return; }
+    ew_job J = {.op = EW_UPDATE, .uc = c, .lr = lr, .p = p, .gr = g, .s = s, .stride = stride, .n = n};
+    if (c->type == DL4C_ADAM) {
+        J.bc1 = 1.0f - powf(c->beta1, (float)step);
+        J.bc2 = 1.0f - powf(c->beta2, (float)step);
+    }
+    ew_run(&J);
+}
+
+/* db[j] = sum_i dz[i, j], rows in order (as the portable loop). */
+AVX512 static void avx_sum_rows(const dl4c_backend *be, const float *dz, float *db, int rows, int len) {
+    for (int o = 0; o < len; o += 16) {
+        const __mmask16 m = lanes(len - o);
+        __m512 s = _mm512_setzero_ps();
+        for (int i = 0; i < rows; i++) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, dz + (int64_t)i * len + o));
+        _mm512_mask_storeu_ps(db + o, m, s);
+    }
+}
+
+/* acc += l1 sum |w| + 0.5 l2 sum w^2, in double (8 lanes, then their sum). */
+AVX512 static void avx_reg_score(const dl4c_backend *be, const float *w, int64_t n, float l1, float l2, double *acc) {
+    __m512d s1 = _mm512_setzero_pd(), s2 = _mm512_setzero_pd();
+    for (int64_t k = 0; k < n; k += 8) {
+        const __mmask8 m = (__mmask8)(n - k >= 8 ? 0xff : (1u << (n - k)) - 1);
+        const __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, w + k));
+        s1 = _mm512_add_pd(s1, _mm512_abs_pd(v));
+        s2 = _mm512_add_pd(s2, _mm512_mul_pd(v, v));
+    }
+    *acc += l1 * _mm512_reduce_add_pd(s1) + 0.5 * l2 * _mm512_reduce_add_pd(s2);
+}
+
+static void avx_set_threads(const dl4c_backend *be, int threads) {
+    dl4c_cpu_set_threads(threads);
+    dl4c_backend_cpu_generic()->set_threads(be, 1);   /* OpenBLAS (fallback products): one thread */
+}
+
+void dl4c_cpu_avx512_install(dl4c_backend *be) {
+    be->gemm = avx_gemm;
+    be->conv2d_sizes = avx_conv2d_sizes;
+    be->conv2d_forward = avx_conv2d_forward;
+    be->conv2d_backward = avx_conv2d_backward;
+    be->conv2d_forward_act = avx_conv2d_forward_act;
+    be->conv2d_backward_act = avx_conv2d_backward_act;
+    be->dense_forward_act = avx_dense_forward_act;
+    be->act_forward = avx_act_forward;
+    be->act_backward = avx_act_backward;
+    be->pool_forward = avx_pool_forward;
+    be->pool_backward = avx_pool_backward;
+    be->sum_rows = avx_sum_rows;
+    be->reg_score = avx_reg_score;
+    be->reg_grad = avx_reg_grad;
+    be->updater_step = avx_updater_step;
+    be->set_threads = avx_set_threads;
+}
+
+#else   /* not x86-64 with GCC or clang */
+
+bool dl4c_cpu_avx512_usable(void) { return false; }
+void dl4c_cpu_avx512_install(dl4c_backend *be) { (void)be; }
+
+#endif

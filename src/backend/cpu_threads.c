@@ -1,0 +1,178 @@
+/* The CPU backend's thread pool and per-thread scratch.
+ *
+ * One process-wide pool of helper threads runs the tasks of one parallel loop at a time
+ * (dl4c_cpu_parallel); a caller that finds it busy runs its loop alone. Tasks are claimed
+ * one by one from an atomic word holding (generation << 32 | tasks left), so the caller does
+ * every task itself when a helper is slow to wake (a loaded machine), and results cannot
+ * depend on who ran which task. Helpers spin briefly between loops (a training step runs one
+ * loop after another) and then sleep on a condition variable. */
+#include "backend/cpu_internal.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* Helpers spin this long after a loop before they sleep (seconds). */
+#define SPIN_SECONDS 2e-4
+
+typedef struct pool {
+    pthread_mutex_t use;              /* held by the thread running a parallel loop */
+    pthread_mutex_t m;                /* guards sleepers, with cv */
+    pthread_cond_t cv;                /* helpers sleep here while no tasks are left */
+    int sleepers;                     /* helpers waiting on cv */
+    _Atomic uint64_t state;           /* generation << 32 | tasks left */
+    _Atomic(dl4c_cpu_task) fn;        /* the loop's task and its context and size */
+    _Atomic(void *) ctx;
+    _Atomic int n_tasks;
+    _Atomic int done;                 /* tasks of this loop finished */
+    _Atomic int threads;              /* threads wanted, caller included */
+    int started;                      /* helpers created (guarded by use) */
+    pthread_t tids[DL4C_CPU_MAX_THREADS];
+} pool;
+
+static pool the_pool = {.use = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER,
+                        .cv = PTHREAD_COND_INITIALIZER, .threads = 1};
+static _Thread_local int in_task;     /* this thread is running a task: nested loops run inline */
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Claims one task of the current loop: its index, or -1 when none is left. */
+static int claim(pool *p) {
+    uint64_t s = atomic_load_explicit(&p->state, memory_order_acquire);
+    for (;;) {
+        const uint32_t left = (uint32_t)s;
+        if (left == 0) return -1;
+        /* While the word still holds (generation, left > 0), the caller is inside that loop and
+         * has not rewritten fn/ctx/n_tasks: values read before a successful exchange are its. */
+        const int n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&p->state, &s, s - 1, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return n - (int)left;
+    }
+}
+
+static void run_tasks(pool *p) {
+    for (int t; (t = claim(p)) >= 0;) {
+        const dl4c_cpu_task fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        in_task = 1;
+        fn(ctx, t);
+        in_task = 0;
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    }
+}
+
+static bool tasks_left(pool *p) { return (uint32_t)atomic_load_explicit(&p->state, memory_order_acquire) != 0; }
+
+static void *helper_main(void *arg) {
+    pool *p = arg;
+    for (;;) {
+        run_tasks(p);
+        const double until = seconds_now() + SPIN_SECONDS;
+        int spins = 0;
+        while (!tasks_left(p)) {
+            CPU_RELAX();
+            if (++spins % 256 == 0 && seconds_now() > until) break;
+        }
+        if (tasks_left(p)) continue;
+        pthread_mutex_lock(&p->m);
+        p->sleepers++;
+        while (!tasks_left(p)) pthread_cond_wait(&p->cv, &p->m);
+        p->sleepers--;
+        pthread_mutex_unlock(&p->m);
+    }
+    return NULL;
+}
+
+void dl4c_cpu_set_threads(int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > DL4C_CPU_MAX_THREADS) threads = DL4C_CPU_MAX_THREADS;
+    atomic_store(&the_pool.threads, threads);
+}
+
+int dl4c_cpu_threads(void) { return atomic_load(&the_pool.threads); }
+
+void dl4c_cpu_parallel(int n_tasks, dl4c_cpu_task fn, void *ctx) {
+    pool *p = &the_pool;
+    if (n_tasks <= 0) return;
+    const int threads = atomic_load(&p->threads);
+    if (n_tasks == 1 || threads == 1 || in_task || pthread_mutex_trylock(&p->use) != 0) {
+        for (int t = 0; t < n_tasks; t++) fn(ctx, t);
+        return;
+    }
+    /* Helpers are created on first need and then kept (they sleep when idle). The number of
+     * helpers that run is not limited to threads - 1 once more exist: results do not depend
+     * on it, and a lowered thread count only matters for the next process. */
+    while (p->started < threads - 1) {
+        if (pthread_create(&p->tids[p->started], NULL, helper_main, p) != 0) break;
+        pthread_detach(p->tids[p->started]);
+        p->started++;
+    }
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    const uint64_t gen = (atomic_load_explicit(&p->state, memory_order_relaxed) >> 32) + 1;
+    atomic_store_explicit(&p->state, (gen << 32) | (uint32_t)n_tasks, memory_order_seq_cst);
+    pthread_mutex_lock(&p->m);
+    if (p->sleepers) pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->m);
+    run_tasks(p);
+    int spins = 0;
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks) {
+        CPU_RELAX();
+        if (++spins % 64 == 0) sched_yield();   /* a helper holding a task may need this core */
+    }
+    pthread_mutex_unlock(&p->use);
+}
+
+/* ---- per-thread scratch ---- */
+typedef struct arena {
+    float *p[DL4C_CPU_ARENA_SLOTS];
+    int64_t n[DL4C_CPU_ARENA_SLOTS];
+} arena;
+
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void arena_free(void *v) {
+    arena *a = v;
+    for (int i = 0; i < DL4C_CPU_ARENA_SLOTS; i++) free(a->p[i]);
+    free(a);
+}
+
+static void arena_key_make(void) { (void)pthread_key_create(&arena_key, arena_free); }
+
+float *dl4c_cpu_arena(int slot, int64_t floats) {
+    DL4C_ASSERT(slot >= 0 && slot < DL4C_CPU_ARENA_SLOTS);
+    pthread_once(&arena_once, arena_key_make);
+    arena *a = pthread_getspecific(arena_key);
+    if (!a) {
+        if (!(a = calloc(1, sizeof *a))) return NULL;
+        if (pthread_setspecific(arena_key, a) != 0) { free(a); return NULL; }
+    }
+    if (floats < 16) floats = 16;
+    if (a->n[slot] < floats) {
+        free(a->p[slot]);
+        a->n[slot] = 0;
+        const int64_t want = floats + floats / 4;   /* room to grow a little */
+        void *q = NULL;
+        if (posix_memalign(&q, 64, sizeof(float) * (size_t)want) != 0) return a->p[slot] = NULL;
+        a->p[slot] = q;
+        a->n[slot] = want;
+    }
+    return a->p[slot];
+}
