@@ -988,6 +988,17 @@ AVX512 static void pool_bwd_task(void *ctx, int task) {
     gather_plan plans[16];
     for (int j = 0; j < g->kw; j++) gather_plan_make(&plans[j], j - g->pl, g->sw, g->w, g->ow);
     const bool pair = g->kw == 2 && g->sw == 2;
+    /* kw = sw = 2: the dx row positions of group gi, ox*2 - pl + {0, 1}, are 2*cnt consecutive
+     * floats from s = gi*32 - pl: their masks. */
+    __mmask16 pm0[GATHER_MAX_GROUPS], pm1[GATHER_MAX_GROUPS];
+    for (int gi = 0; pair && gi < plans[0].groups; gi++) {
+        const int cnt = imin(16, g->ow - gi * 16), st = gi * 32 - g->pl;
+        pm0[gi] = pm1[gi] = 0;
+        for (int t = 0; t < 16; t++) {
+            if (t < 2 * cnt && st + t >= 0 && st + t < g->w) pm0[gi] |= (__mmask16)(1u << t);
+            if (16 + t < 2 * cnt && st + 16 + t >= 0 && st + 16 + t < g->w) pm1[gi] |= (__mmask16)(1u << t);
+        }
+    }
     const int64_t lo = task * J->per_task, hi = lo + J->per_task < J->planes ? lo + J->per_task : J->planes;
     for (int64_t bc = lo; bc < hi; bc++) {
         const float *xc = J->x + bc * g->h * g->w;
@@ -1033,15 +1044,9 @@ AVX512 static void pool_bwd_task(void *ctx, int task) {
                         }
                     }
                     if (!pair) continue;
-                    /* kw = sw = 2: positions ox*2 - pl + {0, 1} are 2*cnt consecutive floats. */
                     const int s = ox0 * 2 - g->pl;
-                    __mmask16 m0 = 0, m1 = 0;
-                    for (int t = 0; t < 16; t++) {
-                        if (t < 2 * cnt && s + t >= 0 && s + t < g->w) m0 |= (__mmask16)(1u << t);
-                        if (16 + t < 2 * cnt && s + 16 + t >= 0 && s + 16 + t < g->w) m1 |= (__mmask16)(1u << t);
-                    }
-                    _mm512_mask_storeu_ps(xr + s, m0, _mm512_permutex2var_ps(v[0], ilo, v[1]));
-                    _mm512_mask_storeu_ps(xr + s + 16, m1, _mm512_permutex2var_ps(v[0], ihi, v[1]));
+                    _mm512_mask_storeu_ps(xr + s, pm0[gi], _mm512_permutex2var_ps(v[0], ilo, v[1]));
+                    _mm512_mask_storeu_ps(xr + s + 16, pm1[gi], _mm512_permutex2var_ps(v[0], ihi, v[1]));
                 }
             }
     }
@@ -1090,6 +1095,47 @@ typedef struct ew_job {
 } ew_job;
 enum { EW_ACT_FWD, EW_ACT_BWD, EW_UPDATE, EW_REG_GRAD };
 
+/* ---- exact float arithmetic near underflow ----
+ * A float multiply, divide or square root with a subnormal input or result costs a microcode
+ * assist; lanes whose inputs are tiny take this path instead: each float operation is done in
+ * double and rounded to float (rf). Double rounding is innocuous for +, -, *, / and sqrt when
+ * the wider format has at least 2p + 2 bits (53 >= 50), so every result is the float one. */
+AVX512 INLINE __m512d rf(__m512d d) {
+    const __mmask8 small = _mm512_cmp_pd_mask(_mm512_abs_pd(d), _mm512_set1_pd(0x1p-126), _CMP_LT_OQ);
+    const __m512d rn = _mm512_cvtps_pd(_mm512_cvtpd_ps(_mm512_mask_blend_pd(small, d, _mm512_set1_pd(1.0))));
+    const __m512d rs = _mm512_mul_pd(_mm512_roundscale_pd(_mm512_mul_pd(d, _mm512_set1_pd(0x1p149)),
+                                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                     _mm512_set1_pd(0x1p-149));
+    return _mm512_mask_blend_pd(small, rn, rs);
+}
+
+/* Doubles holding float values -> floats (subnormals built from their integer bits). */
+AVX512 INLINE __m256 d2f(__m512d d) {
+    const __mmask8 small = _mm512_cmp_pd_mask(_mm512_abs_pd(d), _mm512_set1_pd(0x1p-126), _CMP_LT_OQ);
+    const __m256 fn = _mm512_cvtpd_ps(_mm512_mask_blend_pd(small, d, _mm512_set1_pd(1.0)));
+    const __m256i mag = _mm512_cvtpd_epi32(_mm512_mul_pd(_mm512_abs_pd(d), _mm512_set1_pd(0x1p149)));
+    const __m256i sign = _mm256_and_si256(_mm256_castps_si256(_mm512_cvtpd_ps(_mm512_mask_blend_pd(small, _mm512_set1_pd(1.0), d))),
+                                          _mm256_set1_epi32((int)0x80000000u));
+    const __m256 fs = _mm256_castsi256_ps(_mm256_or_si256(mag, sign));
+    return _mm256_mask_blend_ps(small, fn, fs);
+}
+
+/* Lanes (of m) holding a nonzero value below 2^-60 in magnitude. */
+AVX512 INLINE __mmask16 tiny_lanes(__mmask16 m, __m512 v) {
+    const __m512i a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff));
+    return _mm512_mask_cmpgt_epi32_mask(m, _mm512_set1_epi32(0x21800000), a) &
+           _mm512_cmpneq_epi32_mask(a, _mm512_setzero_si512());
+}
+
+#define D(x) _mm512_set1_pd((double)(x))
+#define LO(v) _mm512_cvtps_pd(_mm512_castps512_ps256(v))
+#define HI(v) _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))
+
+typedef struct ew_job ew_job;
+/* One update of 8 lanes in exact float arithmetic: *p, *s (and *v for adam) in and out. */
+AVX512 static void update_exact8(const ew_job *J, __m512d *p, __m512d g, __m512d *s, __m512d *v);
+AVX512 static __m512d reg_grad_exact8(const ew_job *J, __m512d dw, __m512d w, __m512d sg);
+
 AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
     const __m512 zero = _mm512_setzero_ps(), alpha = _mm512_set1_ps(LEAKY_ALPHA), one = _mm512_set1_ps(1.0f);
     for (int64_t i = lo; i < hi; i += 16) {
@@ -1120,6 +1166,12 @@ AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
             const __m512 sg = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(w, zero, _CMP_LT_OQ),
                                                    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(w, zero, _CMP_GT_OQ), one),
                                                    _mm512_set1_ps(-1.0f));
+            if (tiny_lanes(m, w) | tiny_lanes(m, dw)) {
+                const __m256 r0 = d2f(reg_grad_exact8(J, LO(dw), LO(w), LO(sg)));
+                const __m256 r1 = d2f(reg_grad_exact8(J, HI(dw), HI(w), HI(sg)));
+                _mm512_mask_storeu_ps(J->x + i, m, _mm512_insertf32x8(_mm512_castps256_ps512(r0), r1, 1));
+                break;
+            }
             const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(J->l2), w), _mm512_mul_ps(_mm512_set1_ps(J->l1), sg));
             _mm512_mask_storeu_ps(J->x + i, m, _mm512_add_ps(dw, t));
             break;
@@ -1128,40 +1180,54 @@ AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
             const dl4c_updater_conf *c = J->uc;
             const __m512 lr = _mm512_set1_ps(J->lr), g = _mm512_maskz_loadu_ps(m, J->gr + i);
             __m512 p = _mm512_maskz_loadu_ps(m, J->p + i);
+            const int slots = dl4c_updater_state_per_param(c->type);
+            const __m512 sv = slots ? _mm512_maskz_loadu_ps(m, J->s + i) : zero;
+            const __m512 vv = slots > 1 ? _mm512_maskz_loadu_ps(m, J->s + J->stride + i) : zero;
+            if (tiny_lanes(m, g) | tiny_lanes(m, p) | tiny_lanes(m, sv) | tiny_lanes(m, vv)) {
+                __m512d ph[2] = {LO(p), HI(p)}, sh[2] = {LO(sv), HI(sv)}, vh[2] = {LO(vv), HI(vv)};
+                const __m512d gh[2] = {LO(g), HI(g)};
+                for (int h = 0; h < 2; h++) update_exact8(J, &ph[h], gh[h], &sh[h], &vh[h]);
+#define F16(a) _mm512_insertf32x8(_mm512_castps256_ps512(d2f(a[0])), d2f(a[1]), 1)
+                _mm512_mask_storeu_ps(J->p + i, m, F16(ph));
+                if (slots) _mm512_mask_storeu_ps(J->s + i, m, F16(sh));
+                if (slots > 1) _mm512_mask_storeu_ps(J->s + J->stride + i, m, F16(vh));
+#undef F16
+                break;
+            }
             switch (c->type) {
             case DL4C_SGD:
                 p = _mm512_sub_ps(p, _mm512_mul_ps(lr, g));
                 break;
             case DL4C_NESTEROVS: {
                 const __m512 mu = _mm512_set1_ps(c->momentum);
-                const __m512 s = _mm512_add_ps(_mm512_mul_ps(mu, _mm512_maskz_loadu_ps(m, J->s + i)), g);
+                const __m512 s = _mm512_add_ps(_mm512_mul_ps(mu, sv), g);
                 _mm512_mask_storeu_ps(J->s + i, m, s);
                 p = _mm512_sub_ps(p, _mm512_mul_ps(lr, _mm512_add_ps(g, _mm512_mul_ps(mu, s))));
                 break;
             }
             case DL4C_ADAGRAD: {
-                const __m512 s = _mm512_add_ps(_mm512_maskz_loadu_ps(m, J->s + i), _mm512_mul_ps(g, g));
+                const __m512 s = _mm512_add_ps(sv, _mm512_mul_ps(g, g));
                 _mm512_mask_storeu_ps(J->s + i, m, s);
                 p = _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(lr, g), _mm512_add_ps(_mm512_sqrt_ps(s), _mm512_set1_ps(c->epsilon))));
                 break;
             }
             case DL4C_RMSPROP: {
                 const __m512 rho = _mm512_set1_ps(c->rho), omr = _mm512_set1_ps(1 - c->rho);
-                const __m512 s = _mm512_add_ps(_mm512_mul_ps(rho, _mm512_maskz_loadu_ps(m, J->s + i)),
+                const __m512 s = _mm512_add_ps(_mm512_mul_ps(rho, sv),
                                                _mm512_mul_ps(_mm512_mul_ps(omr, g), g));
                 _mm512_mask_storeu_ps(J->s + i, m, s);
                 p = _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(lr, g), _mm512_add_ps(_mm512_sqrt_ps(s), _mm512_set1_ps(c->epsilon))));
                 break;
             }
             default: {   /* adam */
-                float *mm = J->s, *vv = J->s + J->stride;
+                float *mm = J->s, *vp = J->s + J->stride;
                 const __m512 b1 = _mm512_set1_ps(c->beta1), b2 = _mm512_set1_ps(c->beta2);
-                const __m512 mv = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(m, mm + i)),
+                const __m512 mv = _mm512_add_ps(_mm512_mul_ps(b1, sv),
                                                 _mm512_mul_ps(_mm512_set1_ps(1 - c->beta1), g));
-                const __m512 vn = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(m, vv + i)),
+                const __m512 vn = _mm512_add_ps(_mm512_mul_ps(b2, vv),
                                                 _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(1 - c->beta2), g), g));
                 _mm512_mask_storeu_ps(mm + i, m, mv);
-                _mm512_mask_storeu_ps(vv + i, m, vn);
+                _mm512_mask_storeu_ps(vp + i, m, vn);
                 const __m512 num = _mm512_mul_ps(lr, _mm512_div_ps(mv, _mm512_set1_ps(J->bc1)));
                 const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_div_ps(vn, _mm512_set1_ps(J->bc2))), _mm512_set1_ps(c->epsilon));
                 p = _mm512_sub_ps(p, _mm512_div_ps(num, den));
@@ -1172,6 +1238,47 @@ AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
             break;
         }
         }
+    }
+}
+
+AVX512 static __m512d reg_grad_exact8(const ew_job *J, __m512d dw, __m512d w, __m512d sg) {
+    const __m512d t = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(J->l2), w)), rf(_mm512_mul_pd(D(J->l1), sg))));
+    return rf(_mm512_add_pd(dw, t));
+}
+
+AVX512 static void update_exact8(const ew_job *J, __m512d *p, __m512d g, __m512d *s, __m512d *v) {
+    const dl4c_updater_conf *c = J->uc;
+    const __m512d lr = D(J->lr);
+    switch (c->type) {
+    case DL4C_SGD:
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_mul_pd(lr, g))));
+        break;
+    case DL4C_NESTEROVS: {
+        const __m512d mu = D(c->momentum);
+        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(mu, *s)), g));
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_mul_pd(lr, rf(_mm512_add_pd(g, rf(_mm512_mul_pd(mu, *s))))))));
+        break;
+    }
+    case DL4C_ADAGRAD: {
+        *s = rf(_mm512_add_pd(*s, rf(_mm512_mul_pd(g, g))));
+        const __m512d den = rf(_mm512_add_pd(rf(_mm512_sqrt_pd(*s)), D(c->epsilon)));
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(rf(_mm512_mul_pd(lr, g)), den))));
+        break;
+    }
+    case DL4C_RMSPROP: {
+        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->rho), *s)), rf(_mm512_mul_pd(rf(_mm512_mul_pd(D(1 - c->rho), g)), g))));
+        const __m512d den = rf(_mm512_add_pd(rf(_mm512_sqrt_pd(*s)), D(c->epsilon)));
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(rf(_mm512_mul_pd(lr, g)), den))));
+        break;
+    }
+    default: {   /* adam: s holds m, v holds v */
+        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->beta1), *s)), rf(_mm512_mul_pd(D(1 - c->beta1), g))));
+        *v = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->beta2), *v)), rf(_mm512_mul_pd(rf(_mm512_mul_pd(D(1 - c->beta2), g)), g))));
+        const __m512d num = rf(_mm512_mul_pd(lr, rf(_mm512_div_pd(*s, D(J->bc1)))));
+        const __m512d den = rf(_mm512_add_pd(rf(_mm512_sqrt_pd(rf(_mm512_div_pd(*v, D(J->bc2))))), D(c->epsilon)));
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(num, den))));
+        break;
+    }
     }
 }
 

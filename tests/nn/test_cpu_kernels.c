@@ -232,6 +232,17 @@ static void test_elementwise(void **state) {
         same_bits(dl4c_activation_str(acts[a]), d1, d0, 100000);
         free(x0); free(x1); free(d0); free(d1);
     }
+    float *wt = dup(x, n);   /* weights with subnormals, gradients too */
+    for (int64_t i = 0; i < n; i += 3) wt[i] *= 1e-39f;
+    for (int64_t i = 1; i < n; i += 5) d[i] *= 1e-40f;
+    for (int l1 = 0; l1 < 2; l1++) {
+        float *g0 = dup(d, n), *g1 = dup(d, n);
+        G->reg_grad(G, wt, g0, n, l1 ? 0.01f : 0.0f, 5e-4f);
+        F->reg_grad(F, wt, g1, n, l1 ? 0.01f : 0.0f, 5e-4f);
+        same_bits("reg_grad, subnormals", g1, g0, n);
+        free(g0); free(g1);
+    }
+    free(wt);
     for (int l1 = 0; l1 < 2; l1++) {
         float *g0 = dup(d, n), *g1 = dup(d, n);
         G->reg_grad(G, x, g0, n, l1 ? 0.01f : 0.0f, 5e-4f);
@@ -260,6 +271,13 @@ static void test_updaters(void **state) {
         const int slots = dl4c_updater_state_per_param(c.type);
         float *p0 = rnd(n, 40, 1), *g = rnd(n, 41, 1), *st0 = rnd(2 * n, 42, 1);
         for (int64_t i = 0; i < 2 * n; i++) st0[i] = fabsf(st0[i]);
+        /* Subnormal and tiny values (the exact slow path), a few per 16 lanes or whole runs. */
+        for (int64_t i = 0; i < n; i += 7) p0[i] *= 1e-39f;
+        for (int64_t i = 3; i < n; i += 11) g[i] *= 1e-40f;
+        for (int64_t i = 5; i < n; i += 13) g[i] *= 1e-25f;
+        for (int64_t i = 0; i < 2 * n; i += 17) st0[i] *= 1e-41f;
+        for (int64_t i = 40000; i < 40100; i++) { p0[i] *= 1e-38f; g[i] *= 1e-38f; }
+        p0[1] = 0x1p-149f; g[2] = -0x1p-149f; p0[9] = -0.0f; g[10] = -0.0f;
         float *p1 = dup(p0, n), *st1 = dup(st0, 2 * n);
         for (int step = 1; step <= 3; step++) {
             G->updater_step(G, &c, 0.1f, step, p0, g, slots ? st0 : NULL, n, n);
