@@ -53,9 +53,13 @@ int dl4c_round_plan(const int64_t *part_sizes, int workers, int batch, int freq,
 int64_t dl4c_epoch_rounds(const int64_t *part_sizes, int workers, int batch, int freq);
 
 /* BMUF (Chen & Huo 2016) after averaging, as master.c: g = params - global;
- * delta = bm delta + blr g; global += delta; params = global + bm delta. */
+ * delta = bm delta + blr g; global += delta; params = global. Between rounds the parameters
+ * are the global (filtered) model: what checkpoints, evaluation and the final model hold. */
 void dl4c_bmuf_step(float *params, float *global, float *delta, int64_t n, float block_momentum,
                     float block_learning_rate);
+/* The start of a BMUF round: params = global + bm delta (the Nesterov look-ahead point). */
+void dl4c_bmuf_lookahead(float *params, const float *global, const float *delta, int64_t n,
+                         float block_momentum);
 
 /* dl4c_train_worker for a worker that holds its own part of the epoch: `part` holds, in
  * training order, the rows that dl4c_partition(n_train, seed, epoch, size) gives this rank,

@@ -26,6 +26,9 @@ typedef struct dl4c_train_state {
     int64_t round;        /* rounds completed within `epoch` */
     int64_t iteration;    /* sequential minibatch steps taken (max over workers per round) */
     double loss;          /* mean minibatch score of the last round */
+    const float *bmuf_delta; /* bmuf: block momentum (n_params floats) at this point, else NULL.
+                              * In checkpoints the parameters are then the global (filtered)
+                              * model; on resume, set it to the saved momentum. */
 } dl4c_train_state;
 
 /* Per-round report (worker 0 only). */

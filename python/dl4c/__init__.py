@@ -21,7 +21,7 @@ from . import _native as _n
 from ._native import Dl4cError, check
 
 __all__ = ["Network", "DataSet", "Evaluation", "Dl4cError", "partition", "round_plan", "epoch_rounds",
-           "bmuf_step", "TcpComm", "LocalComms", "library_path"]
+           "bmuf_step", "bmuf_lookahead", "TcpComm", "LocalComms", "library_path"]
 
 library_path = _n.library_path
 
@@ -481,6 +481,14 @@ def bmuf_step(params, global_, delta, block_momentum, block_learning_rate):
             raise ValueError("bmuf_step works in place on contiguous float32 arrays")
     _n.lib.dl4c_bmuf_step(_fptr(params), _fptr(global_), _fptr(delta), params.size, float(block_momentum),
                           float(block_learning_rate))
+
+
+def bmuf_lookahead(params, global_, delta, block_momentum):
+    """The start of a BMUF round, in place: params = global + block_momentum * delta (as master.c)."""
+    for a in (params, global_, delta):
+        if a.dtype != np.float32 or not a.flags.c_contiguous:
+            raise ValueError("bmuf_lookahead works on contiguous float32 arrays")
+    _n.lib.dl4c_bmuf_lookahead(_fptr(params), _fptr(global_), _fptr(delta), params.size, float(block_momentum))
 
 
 # ---- communicators (for dl4c.spark's barrier mode and tests) ----

@@ -45,7 +45,7 @@ class RoundResult(ctypes.Structure):
 
 class TrainState(ctypes.Structure):
     _fields_ = [("epoch", ctypes.c_int), ("round", ctypes.c_int64), ("iteration", ctypes.c_int64),
-                ("loss", ctypes.c_double), _RESERVED]
+                ("loss", ctypes.c_double), ("bmuf_delta", c_float_p), _RESERVED]
 
 
 class RoundInfo(ctypes.Structure):
@@ -158,6 +158,7 @@ _proto("dl4c_worker_round", i32, vp, ds_p, c_int64_p, i64, i32, i32, i32, b, cty
 _proto("dl4c_round_plan", i32, c_int64_p, i32, i32, i32, i64, c_int64_p, c_float_p, c_double_p)
 _proto("dl4c_epoch_rounds", i64, c_int64_p, i32, i32, i32)
 _proto("dl4c_bmuf_step", None, c_float_p, c_float_p, c_float_p, i64, ctypes.c_float, ctypes.c_float)
+_proto("dl4c_bmuf_lookahead", None, c_float_p, c_float_p, c_float_p, i64, ctypes.c_float)
 _proto("dl4c_partition", i32, i64, ctypes.c_uint64, i32, i32, ctypes.POINTER(c_int64_p), c_int64_p)
 _proto("dl4c_free", None, vp)
 _proto("dl4c_model_save", i32, vp, ctypes.POINTER(Progress), cstr)

@@ -596,6 +596,10 @@ class SparkNetwork:
         for r in range(rounds):
             k_plan, weights, divisor = dl4c.round_plan(sizes, B, F, r)
             t0 = time.perf_counter()
+            if bmuf:  # workers start from the look-ahead point; between rounds params = global
+                p = net.params
+                dl4c.bmuf_lookahead(p, self._bmuf[0], self._bmuf[1], t["block_momentum"])
+                net.params = p
             params, ustate, step = net.get_state()
             bc = self.sc.broadcast((params, ustate if m.save_updater else None, step, self.epoch))
             t1 = time.perf_counter()

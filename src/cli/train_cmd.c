@@ -191,7 +191,7 @@ static dl4c_progress progress_of(const dl4c_net *net, const dl4c_train_state *s,
 static dl4c_status write_checkpoint(void *p, const dl4c_net *net, const dl4c_train_state *s) {
     train_ctx *c = p;
     dl4c_progress pr = progress_of(net, s, c->workers);
-    return dl4c_model_save(net, &pr, c->checkpoint_path);
+    return dl4c_model_save_checkpoint(net, &pr, s->bmuf_delta, c->checkpoint_path);
 }
 
 /* ---- Data read from the files by each worker: MPI ranks (each keeps only its own rows)
@@ -592,6 +592,7 @@ int cmd_train(int argc, char **argv) {
     dl4c_dataset *train = NULL, *test = NULL;
     FILE *metrics = NULL;
     char default_ck[4096];
+    float *resume_bmuf = NULL;   /* --resume with bmuf: the saved block momentum */
     train_ctx ctx = {.quiet = quiet, .tty = isatty(2), .final_accuracy = NAN};
     file_data fd = {.csv = &data.csv};
     int64_t block_rows = 0;
@@ -672,7 +673,12 @@ int cmd_train(int argc, char **argv) {
     if (resume) {
         dl4c_progress pr;
         int64_t step = 0;
-        if ((s = dl4c_model_read_params(resume, net, dl4c_net_params(net), dl4c_net_updater_state(net), NULL, &step, &pr))) {
+        if (rc->training.averaging == DL4C_AVG_BMUF &&
+            !(resume_bmuf = calloc((size_t)dl4c_net_n_params(net) + 1, sizeof(float)))) {
+            code = cli_fail(cmd, dl4c_error(DL4C_ERR_NOMEM, "out of memory"));
+            goto out;
+        }
+        if ((s = dl4c_model_read_params(resume, net, dl4c_net_params(net), dl4c_net_updater_state(net), resume_bmuf, &step, &pr))) {
             code = cli_fail(cmd, s);
             goto out;
         }
@@ -684,7 +690,8 @@ int cmd_train(int argc, char **argv) {
             goto out;
         }
         dl4c_net_set_step(net, step);
-        resume_state = (dl4c_train_state){.epoch = pr.epoch, .round = pr.round, .iteration = pr.iteration, .loss = pr.loss};
+        resume_state = (dl4c_train_state){.epoch = pr.epoch, .round = pr.round, .iteration = pr.iteration,
+                                          .loss = pr.loss, .bmuf_delta = resume_bmuf};
         if (!quiet) fprintf(stderr, "dl4c train: resuming from %s at epoch %d, round %lld\n", resume, pr.epoch + 1, (long long)pr.round);
     }
     /* Check the outputs can be written before spending time on training. */
@@ -814,6 +821,7 @@ int cmd_train(int argc, char **argv) {
         metrics = NULL;
     }
 out:
+    free(resume_bmuf);
     if (metrics) fclose(metrics);
     file_data_free(&fd, ctx.workers);
     free(ctx.fit); free(ctx.wait); free(ctx.avg);

@@ -1,5 +1,6 @@
 /* The parameter-averaging training master: one SPMD worker loop over a communicator
  * (semantics in include/dl4c/train.h and DESIGN.md "One training round"). */
+#include "dl4c/round.h"
 #include "dl4c/train.h"
 
 #include <math.h>
@@ -164,17 +165,16 @@ static dl4c_status average(dl4c_comm *comm, float *buf, int64_t n, float weight,
     return DL4C_OK;
 }
 
-/* Blockwise model-update filtering (Chen & Huo 2016): the round's averaged change is
- * filtered through block momentum; workers restart from the Nesterov look-ahead point. */
+/* Blockwise model-update filtering (Chen & Huo 2016), dl4c_bmuf_step / dl4c_bmuf_lookahead
+ * (round.c): between rounds the parameters hold the global model (what checkpoints,
+ * evaluation and the final model see); each round starts from the Nesterov look-ahead point. */
 static void bmuf_update(worker_ctx *w, float *params, int64_t n) {
     const dl4c_training_conf *t = &dl4c_net_conf_of(w->net)->training;
-    const float bm = t->block_momentum, blr = t->block_learning_rate;
-    for (int64_t i = 0; i < n; i++) {
-        const float g = params[i] - w->global[i];
-        w->delta[i] = bm * w->delta[i] + blr * g;
-        w->global[i] += w->delta[i];
-        params[i] = w->global[i] + bm * w->delta[i];
-    }
+    dl4c_bmuf_step(params, w->global, w->delta, n, t->block_momentum, t->block_learning_rate);
+}
+
+static void bmuf_lookahead(worker_ctx *w, float *params, int64_t n) {
+    dl4c_bmuf_lookahead(params, w->global, w->delta, n, dl4c_net_conf_of(w->net)->training.block_momentum);
 }
 
 static dl4c_status fail_all(worker_ctx *w, dl4c_status own, int failed_workers) {
@@ -214,7 +214,11 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
     double loss_sum = 0;
     int64_t loss_batches = 0, examples = 0;
     dl4c_status result = DL4C_OK;
+    const bool bmuf = t->averaging == DL4C_AVG_BMUF && w->size > 1;
     for (int64_t round = first_round; round < rounds; round++) {
+        if (bmuf) {
+            bmuf_lookahead(w, dl4c_net_params(net), n_params);
+        }
         if (!t->save_updater) {   /* DL4J: without save_updater each round starts a fresh updater */
             memset(dl4c_net_updater_state(net), 0, sizeof(float) * (size_t)n_state);
             dl4c_net_set_step(net, 0);
@@ -265,7 +269,7 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
             int64_t step = dl4c_net_step(net);
             if ((s = dl4c_comm_allreduce(w->comm, &step, 1, DL4C_I64, DL4C_REDUCE_MAX))) { result = s; break; }
             dl4c_net_set_step(net, step);
-            if (t->averaging == DL4C_AVG_BMUF && w->size > 1) bmuf_update(w, params, n_params);
+            if (bmuf) bmuf_update(w, params, n_params);
             /* Finite inputs can still overflow in the sum: never go on (or checkpoint) with NaNs. */
             if (!all_finite(params, n_params) || (t->save_updater && n_state && !all_finite(ustate, n_state))) {
                 char where[160];
@@ -320,6 +324,7 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
             dl4c_status cs = DL4C_OK;
             dl4c_train_state cst = *st;
             if (last) { cst.epoch = epoch + 1; cst.round = 0; }
+            cst.bmuf_delta = bmuf ? w->delta : NULL;
             if (w->rank == 0) cs = w->opts->checkpoint(w->opts->checkpoint_ctx, net, &cst);
             int64_t bad = cs != DL4C_OK;
             if ((s = dl4c_comm_allreduce(w->comm, &bad, 1, DL4C_I64, DL4C_REDUCE_SUM))) { result = s; break; }
@@ -403,6 +408,13 @@ dl4c_status dl4c_train_worker(dl4c_comm *comm, dl4c_net *net, const dl4c_train_d
         w.global = malloc(sizeof(float) * (size_t)n_params);
         w.delta = calloc((size_t)n_params, sizeof(float));
         if (w.global) memcpy(w.global, dl4c_net_params(net), sizeof(float) * (size_t)n_params);
+        if (w.delta && opts->resume && opts->resume->bmuf_delta) {
+            memcpy(w.delta, opts->resume->bmuf_delta, sizeof(float) * (size_t)n_params);
+            if ((s = dl4c_comm_broadcast(comm, w.delta, sizeof(float) * (size_t)n_params, 0))) {
+                free(w.global); free(w.delta); free(w.stats);
+                return s;
+            }
+        }
     }
     if (opts->on_nan == DL4C_ON_NAN_SKIP_BATCH)
         w.backup = malloc(sizeof(float) * (size_t)(n_params + n_state + 1));
@@ -465,6 +477,7 @@ dl4c_status dl4c_train_worker(dl4c_comm *comm, dl4c_net *net, const dl4c_train_d
         dl4c_regeval_free(rev);
     }
     free(w.stats); free(w.global); free(w.delta); free(w.backup);
+    st.bmuf_delta = NULL;   /* pointed into this call's buffers */
     *state = st;
     return result;
 }

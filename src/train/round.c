@@ -93,8 +93,12 @@ void dl4c_bmuf_step(float *params, float *global, float *delta, int64_t n, float
         const float g = params[i] - global[i];
         delta[i] = bm * delta[i] + blr * g;
         global[i] += delta[i];
-        params[i] = global[i] + bm * delta[i];
+        params[i] = global[i];
     }
+}
+
+void dl4c_bmuf_lookahead(float *params, const float *global, const float *delta, int64_t n, float bm) {
+    for (int64_t i = 0; i < n; i++) params[i] = global[i] + bm * delta[i];
 }
 
 /* ---- dl4c_train_part: the data callbacks over one in-memory part ---- */

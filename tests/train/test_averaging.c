@@ -141,6 +141,7 @@ typedef struct capture {
     int at_round;               /* which round's checkpoint to keep (global count, 1-based) */
     int seen;
     float *params, *ustate;     /* copies */
+    float *bmuf;                /* copy of the block momentum (bmuf runs) */
     int64_t step;
     dl4c_train_state st;
     int64_t counts[9];          /* last epoch's evaluation */
@@ -155,6 +156,10 @@ static dl4c_status keep_checkpoint(void *p, const dl4c_net *net, const dl4c_trai
     memcpy(c->ustate, dl4c_net_updater_state(n), sizeof(float) * dl4c_net_n_updater_state(n));
     c->step = dl4c_net_step(net);
     c->st = *s;
+    if (s->bmuf_delta) {
+        memcpy(c->bmuf, s->bmuf_delta, sizeof(float) * dl4c_net_n_params(n));
+        c->st.bmuf_delta = c->bmuf;
+    }
     return DL4C_OK;
 }
 
@@ -168,14 +173,16 @@ static void on_epoch(void *p, const dl4c_epoch_info *e) {
  * distributed evaluation equals a single-process one; two runs are identical. */
 static void test_resume_and_distributed_eval(void **state) {
     dl4c_dataset *ds = make_data(301, 3), *test = make_data(97, 4);
-    for (int W = 1; W <= 3; W += 2) {
+    for (int run = 0; run < 3; run++) {
+        const int W = run == 0 ? 1 : 3;
         dl4c_net_conf c = small_conf(DL4C_ADAM, W, 10, 2, 3);
+        if (run == 2) c.training.averaging = DL4C_AVG_BMUF;   /* block momentum survives a resume */
         dl4c_net *a, *b, *again;
         assert_int_equal(dl4c_net_new(&c, &a), DL4C_OK);
         assert_int_equal(dl4c_net_new(&c, &b), DL4C_OK);
         assert_int_equal(dl4c_net_new(&c, &again), DL4C_OK);
         const int64_t P = dl4c_net_n_params(a);
-        capture cap = {.at_round = 9, .params = malloc(sizeof(float) * P),
+        capture cap = {.at_round = 9, .params = malloc(sizeof(float) * P), .bmuf = malloc(sizeof(float) * P),
                        .ustate = malloc(sizeof(float) * dl4c_net_n_updater_state(a))};
         dl4c_train_opts opts = {.threads = 1, .checkpoint_every = 1, .checkpoint = keep_checkpoint,
                                 .checkpoint_ctx = &cap, .listener = {.on_epoch = on_epoch, .ctx = &cap}};
@@ -188,7 +195,8 @@ static void test_resume_and_distributed_eval(void **state) {
         assert_int_equal(dl4c_net_evaluate(a, test, 13, &ev, NULL), DL4C_OK);
         assert_memory_equal(dl4c_eval_counts(ev), cap.counts, sizeof cap.counts);
         assert_int_equal(dl4c_eval_examples(ev), 97);
-        fprintf(stderr, "  workers %d: test accuracy %.3f\n", W, dl4c_eval_accuracy(ev));
+        fprintf(stderr, "  workers %d%s: test accuracy %.3f\n", W, run == 2 ? " (bmuf)" : "",
+                dl4c_eval_accuracy(ev));
         dl4c_eval_free(ev);
         /* resume from the 9th round's state */
         memcpy(dl4c_net_params(b), cap.params, sizeof(float) * P);
@@ -204,8 +212,10 @@ static void test_resume_and_distributed_eval(void **state) {
         dl4c_train_opts plain = {.threads = 1};
         assert_int_equal(dl4c_train_local(again, ds, NULL, &plain, &rst), DL4C_OK);
         assert_memory_equal(dl4c_net_params(a), dl4c_net_params(again), sizeof(float) * P);
+        if (run == 2) assert_non_null(cap.st.bmuf_delta);
         free(cap.params);
         free(cap.ustate);
+        free(cap.bmuf);
         dl4c_net_free(a); dl4c_net_free(b); dl4c_net_free(again);
     }
     dl4c_dataset_free(ds);
