@@ -122,6 +122,15 @@ struct dl4c_backend {
      * act_forward in one pass (the bias added after the product, as gemm with beta 1 does). */
     void (*dense_forward_act)(const dl4c_backend *be, dl4c_activation act, const float *x,
                               const float *w, const float *bias, float *y, int n, int in, int out);
+    /* Pooling that keeps what its backward needs in `saved` (pool_saved_floats floats; max:
+     * each window's arg max), so that the backward reads neither x nor y. The same results as
+     * pool_forward / pool_backward; a backward follows the forward of its batch. */
+    int64_t (*pool_saved_floats)(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g);
+    void (*pool_forward_saved)(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g,
+                               const float *x, float *y, float *saved);
+    void (*pool_backward_saved)(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g,
+                                const float *x, const float *y, const float *dy, float *dx,
+                                const float *saved);
 };
 
 /* The CPU backend (one shared, stateless table). */

@@ -474,8 +474,44 @@ AVX512 INLINE __m512 gather_group(const gather_plan *p, int g, const float *src,
 }
 
 /* ---- im2col [K][ld]: row (c,i,j), column b*P + oy*ow + ox, for images [b0, b0 + nb) ---- */
+
+/* Strided windows or short rows: 16 output positions at a time, one gather per (c, i, j). */
+AVX512 static void im2col_gather(const dl4c_window *g, const float *x, int b0, int nb, float *col, int64_t ld) {
+    const int64_t P = (int64_t)g->oh * g->ow, HW = (int64_t)g->h * g->w, CKK = (int64_t)g->kh * g->kw;
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int64_t p0 = 0; p0 < P; p0 += 16) {
+        const int cnt = (int)(P - p0 < 16 ? P - p0 : 16);
+        int yo[16], xo[16];
+        for (int l = 0; l < 16; l++) {
+            const int64_t p = p0 + (l < cnt ? l : 0);
+            yo[l] = (int)(p / g->ow) * g->sh - g->pt;
+            xo[l] = (int)(p % g->ow) * g->sw - g->pl;
+        }
+        const __m512i vy = _mm512_loadu_si512(yo), vx = _mm512_loadu_si512(xo);
+        const __mmask16 in = _mm512_cmplt_epi32_mask(lane, _mm512_set1_epi32(cnt));
+        for (int i = 0; i < g->kh; i++) {
+            const __m512i iy = _mm512_add_epi32(vy, _mm512_set1_epi32(i));
+            const __mmask16 my = in & _mm512_cmpge_epi32_mask(iy, _mm512_setzero_si512()) &
+                                 _mm512_cmplt_epi32_mask(iy, _mm512_set1_epi32(g->h));
+            for (int j = 0; j < g->kw; j++) {
+                const __m512i ix = _mm512_add_epi32(vx, _mm512_set1_epi32(j));
+                const __mmask16 mv = my & _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512()) &
+                                     _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32(g->w));
+                const __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(iy, _mm512_set1_epi32(g->w)), ix);
+                for (int bl = 0; bl < nb; bl++) {
+                    const float *xb = x + (int64_t)(b0 + bl) * g->c * HW;
+                    float *dst = col + (i * g->kw + j) * ld + bl * P + p0;
+                    for (int c = 0; c < g->c; c++, xb += HW, dst += CKK * ld)
+                        _mm512_mask_storeu_ps(dst, in, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mv, idx, xb, 4));
+                }
+            }
+        }
+    }
+}
+
 AVX512 static void im2col_rows(const dl4c_window *g, const float *x, int b0, int nb, float *col, int64_t ld) {
     const int64_t P = (int64_t)g->oh * g->ow, HW = (int64_t)g->h * g->w;
+    if (g->sw > 1 && HW < ((int64_t)1 << 30)) { im2col_gather(g, x, b0, nb, col, ld); return; }
     for (int j = 0; j < g->kw; j++) {
         gather_plan plan;
         const bool planned = gather_plan_make(&plan, j - g->pl, g->sw, g->w, g->ow);
@@ -510,8 +546,45 @@ AVX512 static void im2col_rows(const dl4c_window *g, const float *x, int b0, int
 
 /* ---- patch im2col [q][K] (one row per output position) and its adjoint ----
  * colT[q*K + (c*kh + i)*kw + j] = x[b, c, oy*sh - pt + i, ox*sw - pl + j] (0 outside). */
+#define IM2ROW_GATHER_K 4096   /* window sizes up to this take the gather path */
+AVX512 static void im2row_gather(const dl4c_window *g, const float *x, int b0, int nb, float *colT) {
+    const int K = g->c * g->kh * g->kw;
+    const int64_t HW = (int64_t)g->h * g->w;
+    /* Per element kk = (c, i, j) of a window: its offset c*HW + i*w + j, and i, j. */
+    int off[IM2ROW_GATHER_K + 16], ii[IM2ROW_GATHER_K + 16], jj[IM2ROW_GATHER_K + 16];
+    for (int kk = 0; kk < K + 16; kk++) {
+        const int k = kk < K ? kk : K - 1, c = k / (g->kh * g->kw), i = (k / g->kw) % g->kh, j = k % g->kw;
+        off[kk] = (int)(c * HW) + i * g->w + j;
+        ii[kk] = i;
+        jj[kk] = j;
+    }
+    const bool pad = g->pt || g->pl || (g->oh - 1) * g->sh + g->kh > g->h || (g->ow - 1) * g->sw + g->kw > g->w;
+    for (int bl = 0; bl < nb; bl++) {
+        const float *xb = x + (int64_t)(b0 + bl) * g->c * HW;
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++) {
+                float *dst = colT + ((int64_t)bl * g->oh * g->ow + (int64_t)oy * g->ow + ox) * K;
+                const int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+                const __m512i base = _mm512_set1_epi32(iy0 * g->w + ix0);
+                for (int k0 = 0; k0 < K; k0 += 16) {
+                    __mmask16 m = lanes(K - k0);
+                    const __mmask16 st = m;
+                    if (pad) {
+                        const __m512i iy = _mm512_add_epi32(_mm512_loadu_si512(ii + k0), _mm512_set1_epi32(iy0));
+                        const __m512i ix = _mm512_add_epi32(_mm512_loadu_si512(jj + k0), _mm512_set1_epi32(ix0));
+                        m &= _mm512_cmpge_epi32_mask(iy, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(iy, _mm512_set1_epi32(g->h)) &
+                             _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32(g->w));
+                    }
+                    const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(off + k0), base);
+                    _mm512_mask_storeu_ps(dst + k0, st, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, xb, 4));
+                }
+            }
+    }
+}
+
 AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, float *colT) {
     const int64_t K = (int64_t)g->c * g->kh * g->kw, HW = (int64_t)g->h * g->w;
+    if (K <= IM2ROW_GATHER_K && (int64_t)g->c * HW < ((int64_t)1 << 30)) { im2row_gather(g, x, b0, nb, colT); return; }
     const bool vec = g->kw <= 16;
     for (int bl = 0; bl < nb; bl++) {
         const float *xb = x + (int64_t)(b0 + bl) * g->c * HW;
@@ -542,35 +615,66 @@ AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, 
     }
 }
 
-/* dx[b] = sum over windows of dcolT (dx of images [b0, b0+nb) set, not accumulated). Windows
- * are added in the order of q, then (c, i), so each element's sum has a fixed order. */
+/* dx[b] = sum over windows of dcolT (dx of images [b0, b0+nb) set, not accumulated). For each
+ * (c, i, oy) the dx row iy = oy*sh - pt + i collects the windows ox = 0, 1, ... in registers
+ * (each window's kw values land on their lanes by a masked load) and is stored once: adding
+ * window by window in memory would stall on store forwarding where windows overlap. Each
+ * element's sum runs in a fixed order: (c, i, oy) rows in turn, windows by ox. */
+#define ROW_REGS 4     /* rows up to 64 floats take the register path */
+#define ROW_WINDOWS 128 /* and up to this many windows per row */
+
+/* One dx row: NV registers, windows ox = 0..ow-1 with their masks and offsets. */
+AVX512 INLINE void row2im_row(const int NV, float *xr, int w, const float *src, int64_t K, int ow,
+                              const __mmask16 (*m)[ROW_REGS], const int (*lo)[ROW_REGS]) {
+    __m512 acc[ROW_REGS];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[v] = _mm512_maskz_loadu_ps(lanes(w - 16 * v), xr + 16 * v);
+    for (int ox = 0; ox < ow; ox++, src += K)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[ox][v], src - lo[ox][v]));
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(xr + 16 * v, lanes(w - 16 * v), acc[v]);
+}
+
 AVX512 static void row2im(const dl4c_window *g, const float *dcolT, int b0, int nb, float *dx) {
     const int64_t K = (int64_t)g->c * g->kh * g->kw, HW = (int64_t)g->h * g->w;
     memset(dx + (int64_t)b0 * g->c * HW, 0, sizeof(float) * (size_t)(nb * g->c * HW));
-    const bool vec = g->kw <= 16;
+    const bool regs = g->kw <= 16 && g->w <= 16 * ROW_REGS && g->ow <= ROW_WINDOWS;
+    const int nv = (int)cdiv(g->w, 16);
+    __mmask16 m[ROW_WINDOWS][ROW_REGS];
+    int lo[ROW_WINDOWS][ROW_REGS];
+    for (int ox = 0; regs && ox < g->ow; ox++) {
+        const int ix0 = ox * g->sw - g->pl;   /* the window covers [ix0, ix0 + kw) */
+        for (int v = 0; v < nv; v++) {
+            /* lane l of register v is ix = 16v + l, at src[ix - ix0] when 0 <= ix - ix0 < kw */
+            lo[ox][v] = ix0 - 16 * v;
+            const int from = imax(lo[ox][v], 0), to = imin(lo[ox][v] + g->kw, imin(16, g->w - 16 * v));
+            m[ox][v] = from < to ? (__mmask16)(lanes(to) & ~lanes(from)) : 0;
+        }
+    }
     for (int bl = 0; bl < nb; bl++) {
         float *xb = dx + (int64_t)(b0 + bl) * g->c * HW;
-        for (int oy = 0; oy < g->oh; oy++)
-            for (int ox = 0; ox < g->ow; ox++) {
-                const float *src = dcolT + ((int64_t)bl * g->oh * g->ow + (int64_t)oy * g->ow + ox) * K;
-                const int ixs = ox * g->sw - g->pl;
-                __mmask16 m = 0;
-                for (int j = 0; j < g->kw && vec; j++)
-                    if (ixs + j >= 0 && ixs + j < g->w) m |= (__mmask16)(1u << j);
-                for (int c = 0; c < g->c; c++)
-                    for (int i = 0; i < g->kh; i++, src += g->kw) {
-                        const int iy = oy * g->sh - g->pt + i;
-                        if (iy < 0 || iy >= g->h) continue;
-                        float *xr = xb + c * HW + (int64_t)iy * g->w + ixs;
-                        if (vec) {
-                            const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, xr), _mm512_maskz_loadu_ps(m, src));
-                            _mm512_mask_storeu_ps(xr, m, v);
-                        } else {
-                            for (int j = 0; j < g->kw; j++)
-                                if (ixs + j >= 0 && ixs + j < g->w) xr[j] += src[j];
-                        }
+        const float *db = dcolT + (int64_t)bl * g->oh * g->ow * K;
+        for (int c = 0; c < g->c; c++)
+            for (int i = 0; i < g->kh; i++)
+                for (int oy = 0; oy < g->oh; oy++) {
+                    const int iy = oy * g->sh - g->pt + i;
+                    if (iy < 0 || iy >= g->h) continue;
+                    float *xr = xb + c * HW + (int64_t)iy * g->w;
+                    const float *src = db + (int64_t)oy * g->ow * K + (c * g->kh + i) * g->kw;
+                    switch (regs ? nv : 0) {
+                    case 1: row2im_row(1, xr, g->w, src, K, g->ow, m, lo); break;
+                    case 2: row2im_row(2, xr, g->w, src, K, g->ow, m, lo); break;
+                    case 3: row2im_row(3, xr, g->w, src, K, g->ow, m, lo); break;
+                    case 4: row2im_row(4, xr, g->w, src, K, g->ow, m, lo); break;
+                    default:
+                        for (int ox = 0; ox < g->ow; ox++, src += K)
+                            for (int j = 0; j < g->kw; j++) {
+                                const int ix = ox * g->sw - g->pl + j;
+                                if (ix >= 0 && ix < g->w) xr[ix] += src[j];
+                            }
                     }
-            }
+                }
     }
 }
 
@@ -592,18 +696,48 @@ typedef struct conv_job {
     const float *x, *w, *bias;
     operand wpack;               /* forward: W row blocks packed for the microkernel */
     operand wb;                  /* dx: W as the B operand */
-    float *y;
+    float *y;                    /* the output (backward: read for act') */
     int act, post_act;           /* epilogue activation; activation applied after (others) */
-    dl4c_activation a;
+    dl4c_activation a;           /* the activation */
     int mr, n_mb;
     /* backward */
     const float *dz;             /* dL/dz, NCHW */
+    float *dz_rw;                /* the same, writable: dL/dy on entry (dot path; y and a: act') */
+    double *dbpart;              /* dot path: [group][out] bias gradient sums */
+    uint16_t *mask;              /* relu: bit p of word [(b*out + o)*words + p/16]: y > 0 (or NULL) */
+    int words;                   /* mask words per (image, channel): ceil(P / 16) */
     float *dx;
     float *partial;              /* dot dW: [group][out][K] */
     float *dzT, *colT;           /* outer dW: [NP][out], [NP][K] */
     float *dw;
     int mr_w, n_mb_w, n_panels_w, pan_per_task;
 } conv_job;
+
+/* ---- relu masks kept from forward to backward in `saved` ----
+ * A header (the output and batch they belong to), then one bit per output: y > 0, which is
+ * relu'(y). The backward reads them instead of y (32 times less memory) when the header
+ * matches its y and batch, else it reads y. */
+typedef struct mask_hdr { const float *y; int64_t n; } mask_hdr;
+#define MASK_HDR_FLOATS 4
+_Static_assert(sizeof(mask_hdr) <= MASK_HDR_FLOATS * sizeof(float), "mask header");
+
+static int64_t relu_mask_floats(const dl4c_window *g, int out) {
+    return MASK_HDR_FLOATS + cdiv((int64_t)g->n * out * cdiv((int64_t)g->oh * g->ow, 16) + 1, 2);
+}
+
+/* The mask words of `saved` when they belong to (y, n), else NULL. */
+static uint16_t *relu_mask_of(float *saved, const float *y, int64_t n) {
+    if (!saved) return NULL;
+    const mask_hdr *h = (const mask_hdr *)saved;
+    return h->y == y && h->n == n ? (uint16_t *)(saved + MASK_HDR_FLOATS) : NULL;
+}
+
+/* The mask bits of (image b, channel o) from element `at` of its row on, for lanes m. */
+AVX512 INLINE __mmask16 mask_bits(const uint16_t *mask, int words, int out, int b, int o, int64_t at, __mmask16 m) {
+    const uint16_t *row = mask + ((int64_t)b * out + o) * words + at / 16;
+    const uint32_t w = (uint32_t)row[0] | (uint32_t)row[1] << 16;   /* one spare word at the end */
+    return m & (__mmask16)(w >> (at % 16));
+}
 
 /* Forward, one group of images: im2col, microkernel tiles, NCHW stores with bias and act. */
 AVX512 static void conv_fwd_task(void *ctx, int task) {
@@ -643,6 +777,13 @@ AVX512 static void conv_fwd_task(void *ctx, int task) {
     }
     if (J->post_act)
         dl4c_cpu_act_forward(NULL, J->a, J->y + (int64_t)b0 * out * P, 1, (int64_t)nb * out * P);
+    if (J->mask)
+        for (int64_t r = (int64_t)b0 * out; r < (int64_t)(b0 + nb) * out; r++)
+            for (int v = 0; v < J->words; v++) {
+                const __mmask16 m = lanes(P - 16 * v);
+                J->mask[r * J->words + v] =
+                    _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, J->y + r * P + 16 * v), _mm512_setzero_ps(), _CMP_GT_OQ);
+            }
 }
 
 static void pack_w_blocks(const float *w, int out, int K, int mr, float *p) {
@@ -670,7 +811,13 @@ AVX512 static void avx_conv2d_forward_act(const dl4c_backend *be, const dl4c_win
     const int T = dl4c_cpu_threads();
     if (T > 1 && cdiv(g->n, J.G) < 2 * T) J.G = imax(1, (int)cdiv(g->n, 2 * T));
     J.n_groups = (int)cdiv(g->n, J.G);
+    J.words = (int)cdiv(P, 16);
+    if (a == DL4C_RELU && saved) {
+        *(mask_hdr *)saved = (mask_hdr){0};
+        J.mask = (uint16_t *)(saved + MASK_HDR_FLOATS);
+    }
     dl4c_cpu_parallel(J.n_groups, conv_fwd_task, &J);
+    if (J.mask) *(mask_hdr *)saved = (mask_hdr){.y = y, .n = g->n};
 }
 
 static void avx_conv2d_forward(const dl4c_backend *be, const dl4c_window *g, int out, const float *x,
@@ -683,6 +830,7 @@ typedef struct dz_job {
     const dl4c_window *g; int out, P, o_per_task;
     dl4c_activation a;
     const float *y; float *dy; float *db;
+    const uint16_t *mask; int words;   /* relu mask from the forward, or NULL */
 } dz_job;
 
 AVX512 static void dz_task(void *ctx, int task) {
@@ -698,7 +846,8 @@ AVX512 static void dz_task(void *ctx, int task) {
                 for (int p = 0; p < P; p += 16) {
                     const __mmask16 m = lanes(P - p);
                     __m512 v = _mm512_maskz_loadu_ps(m, d + p);
-                    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, yy + p), _mm512_setzero_ps(), _CMP_GT_OQ);
+                    const __mmask16 pos = J->mask ? mask_bits(J->mask, J->words, J->out, b, o, p, m)
+                                                  : _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, yy + p), _mm512_setzero_ps(), _CMP_GT_OQ);
                     v = _mm512_maskz_mov_ps(pos, v);
                     _mm512_mask_storeu_ps(d + p, m, v);
                     s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
@@ -717,31 +866,37 @@ AVX512 static void dz_task(void *ctx, int task) {
     }
 }
 
-/* dW by dot products, one group of images: partial[o][kk] = sum_q dz[o][q] col[kk][q]. */
+/* dW by dot products, one group of images: partial[o][kk] = sum_q dz[o][q] col[kk][q], 16
+ * lanes of q at a time. Rows: dz row o of image bl at dz + bl*dz_img + o*ldo, col row k of
+ * image bl at crow[k] + bl*c_img; len values per image. */
 #define DOT_OB 4
 #define DOT_KB 6
-AVX512 INLINE void dot_tile(const int OB, const int KB, const float *dz, int64_t dz_img, int P,
-                            const float *col, int64_t ldcol, int nb, int64_t ldo, float *part,
-                            int64_t ldp) {
+AVX512 INLINE void dot_tile(const int OB, const int KB, const float *dz, int64_t dz_img, int64_t ldo,
+                            const float *const *crow, int64_t c_img, int len, int nb, float *part, int64_t ldp) {
     __m512 acc[DOT_OB][DOT_KB];
 #pragma GCC unroll 4
     for (int o = 0; o < OB; o++)
 #pragma GCC unroll 6
         for (int k = 0; k < KB; k++) acc[o][k] = _mm512_setzero_ps();
+    const float *cr[DOT_KB];
+#pragma GCC unroll 6
+    for (int k = 0; k < KB; k++) cr[k] = crow[k];
     for (int bl = 0; bl < nb; bl++) {
-        const float *dzb = dz + bl * dz_img, *cb = col + (int64_t)bl * P;
-        for (int p = 0; p < P; p += 16) {
-            const __mmask16 m = lanes(P - p);
+        const float *dzb = dz + bl * dz_img;
+        for (int p = 0; p < len; p += 16) {
+            const __mmask16 m = lanes(len - p);
             __m512 dv[DOT_OB];
 #pragma GCC unroll 4
             for (int o = 0; o < OB; o++) dv[o] = _mm512_maskz_loadu_ps(m, dzb + o * ldo + p);
 #pragma GCC unroll 6
             for (int k = 0; k < KB; k++) {
-                const __m512 cv = _mm512_maskz_loadu_ps(m, cb + k * ldcol + p);
+                const __m512 cv = _mm512_maskz_loadu_ps(m, cr[k] + p);
 #pragma GCC unroll 4
                 for (int o = 0; o < OB; o++) acc[o][k] = _mm512_fmadd_ps(dv[o], cv, acc[o][k]);
             }
         }
+#pragma GCC unroll 6
+        for (int k = 0; k < KB; k++) cr[k] += c_img;
     }
 #pragma GCC unroll 4
     for (int o = 0; o < OB; o++)
@@ -749,10 +904,10 @@ AVX512 INLINE void dot_tile(const int OB, const int KB, const float *dz, int64_t
         for (int k = 0; k < KB; k++) part[o * ldp + k] = _mm512_reduce_add_ps(acc[o][k]);
 }
 
-AVX512 __attribute__((noinline)) static void dot_tile_n(int ob, int kb, const float *dz, int64_t dz_img, int P,
-                                                        const float *col, int64_t ldcol, int nb, int64_t ldo,
+AVX512 __attribute__((noinline)) static void dot_tile_n(int ob, int kb, const float *dz, int64_t dz_img, int64_t ldo,
+                                                        const float *const *crow, int64_t c_img, int len, int nb,
                                                         float *part, int64_t ldp) {
-#define DT(o, k) if (ob == o && kb == k) { dot_tile(o, k, dz, dz_img, P, col, ldcol, nb, ldo, part, ldp); return; }
+#define DT(o, k) if (ob == o && kb == k) { dot_tile(o, k, dz, dz_img, ldo, crow, c_img, len, nb, part, ldp); return; }
     DT(4, 6) DT(4, 5) DT(4, 4) DT(4, 3) DT(4, 2) DT(4, 1)
     DT(3, 6) DT(3, 5) DT(3, 4) DT(3, 3) DT(3, 2) DT(3, 1)
     DT(2, 6) DT(2, 5) DT(2, 4) DT(2, 3) DT(2, 2) DT(2, 1)
@@ -769,21 +924,95 @@ static int dot_group_images(const dl4c_window *g) {
     return (int)(G < 1 ? 1 : G);
 }
 
+/* Stride 1 without padding: over the "wide" grid q' = oy*w + ox (ox < w, the columns past ow
+ * multiplied by zeros), window row (c, i, j) is the input plane c itself from i*w + j on. */
+static bool conv_wide(const dl4c_window *g) {
+    return g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 && g->oh + g->kh - 1 == g->h &&
+           g->ow + g->kw - 1 == g->w;
+}
+
+/* dz = act'(y) dy for one image (written back in place when dx follows), adding each channel's
+ * sum to dbsum[o] (double), and when wide != NULL also into wide rows of `ldw` floats per
+ * channel, each output row padded with zeros from ow to w. */
+#define DZ_SEGS 16   /* output rows up to 256 floats */
+AVX512 static void dz_rows(const conv_job *J, int b, double *dbsum, float *wide, int64_t ldw) {
+    const dl4c_window *g = J->g;
+    const int P = J->P, out = J->out;
+    const bool relu = J->a == DL4C_RELU, back = J->dx != NULL || !wide;
+    /* Rows of L values (wide: the output rows, stored W apart; else one row of P values). */
+    const int rows = wide ? g->oh : 1, L = wide ? g->ow : P, W = wide ? g->w : P;
+    const int segs = (int)cdiv(W, 16);
+    __mmask16 lm[DZ_SEGS], sm[DZ_SEGS];
+    const bool fixed = segs <= DZ_SEGS;
+    for (int v = 0; fixed && v < segs; v++) { lm[v] = lanes(L - 16 * v); sm[v] = lanes(W - 16 * v); }
+    for (int o = 0; o < out; o++) {
+        const int64_t off = ((int64_t)b * out + o) * P;
+        float *d = J->dz_rw + off;
+        const float *yy = J->y + off;
+        if (J->a != DL4C_IDENTITY && !relu) dl4c_cpu_act_backward(NULL, J->a, yy, d, 1, P);
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        for (int r = 0; r < rows; r++) {
+            float *dr = d + (int64_t)r * L;
+            const float *yr = yy + (int64_t)r * L;
+            float *wr = wide ? wide + o * ldw + (int64_t)r * W : NULL;
+            for (int v = 0; v < segs; v++) {
+                const __mmask16 m = fixed ? lm[v] : lanes(L - 16 * v);
+                __m512 x = _mm512_maskz_loadu_ps(m, dr + 16 * v);
+                if (relu) {
+                    const __mmask16 pos = J->mask ? mask_bits(J->mask, J->words, out, b, o, (int64_t)r * L + 16 * v, m)
+                        : _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, yr + 16 * v), _mm512_setzero_ps(), _CMP_GT_OQ);
+                    x = _mm512_maskz_mov_ps(pos, x);
+                    if (back) _mm512_mask_storeu_ps(dr + 16 * v, m, x);
+                }
+                s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+                s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)));
+                if (wr) _mm512_mask_storeu_ps(wr + 16 * v, fixed ? sm[v] : lanes(W - 16 * v), x);
+            }
+        }
+        dbsum[o] += _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    }
+}
+
 AVX512 static void conv_dot_task(void *ctx, int task) {
     const conv_job *J = ctx;
     const dl4c_window *g = J->g;
     const int b0 = task * J->G, nb = imin(J->G, g->n - b0), P = J->P, out = J->out, K = J->K;
-    const int64_t Q = (int64_t)nb * P;
-    float *col = dl4c_cpu_arena(0, (int64_t)K * Q);
-    DL4C_ASSERT(col);
-    im2col_rows(g, J->x, b0, nb, col, Q);
+    const int64_t HW = (int64_t)g->h * g->w;
+    double *dbsum = J->dbpart + (int64_t)task * out;
+    for (int o = 0; o < out; o++) dbsum[o] = 0;
+    const float *rows[DOT_MAX_W];   /* K <= DOT_MAX_W on this path */
+    const float *dz;
+    int64_t dz_img, ldo, c_img;
+    int len;
+    if (conv_wide(g)) {
+        len = (g->oh - 1) * g->w + g->ow;
+        const int64_t ldw = (int64_t)g->oh * g->w;
+        float *wide = dl4c_cpu_arena(0, (int64_t)nb * out * ldw);
+        DL4C_ASSERT(wide);
+        for (int bl = 0; bl < nb; bl++) dz_rows(J, b0 + bl, dbsum, wide + (int64_t)bl * out * ldw, ldw);
+        dz = wide; dz_img = (int64_t)out * ldw; ldo = ldw;
+        for (int k = 0; k < K; k++) {
+            const int c = k / (g->kh * g->kw), i = (k / g->kw) % g->kh, j = k % g->kw;
+            rows[k] = J->x + (int64_t)b0 * g->c * HW + c * HW + (int64_t)i * g->w + j;
+        }
+        c_img = (int64_t)g->c * HW;
+    } else {
+        for (int bl = 0; bl < nb; bl++) dz_rows(J, b0 + bl, dbsum, NULL, 0);
+        const int64_t Q = (int64_t)nb * P;
+        float *col = dl4c_cpu_arena(0, (int64_t)K * Q);
+        DL4C_ASSERT(col);
+        im2col_rows(g, J->x, b0, nb, col, Q);
+        for (int k = 0; k < K; k++) rows[k] = col + (int64_t)k * Q;
+        dz = J->dz + (int64_t)b0 * out * P; dz_img = (int64_t)out * P; ldo = P; c_img = P;
+        len = P;
+    }
     float *part = J->partial + (int64_t)task * out * K;
     const int obn = (int)cdiv(out, DOT_OB), ob = (int)cdiv(out, obn);
     const int kbn = (int)cdiv(K, DOT_KB), kb = (int)cdiv(K, kbn);
     for (int o0 = 0; o0 < out; o0 += ob)
         for (int k0 = 0; k0 < K; k0 += kb)
-            dot_tile_n(imin(ob, out - o0), imin(kb, K - k0), J->dz + ((int64_t)b0 * out + o0) * P,
-                       (int64_t)out * P, P, col + (int64_t)k0 * Q, Q, nb, P, part + (int64_t)o0 * K + k0, K);
+            dot_tile_n(imin(ob, out - o0), imin(kb, K - k0), dz + (int64_t)o0 * ldo, dz_img, ldo, rows + k0, c_img,
+                       len, nb, part + (int64_t)o0 * K + k0, K);
 }
 
 typedef struct sum_job { const float *part; float *dst; int64_t n, per_task; int groups; } sum_job;
@@ -853,8 +1082,8 @@ static bool conv_dot_path(const dl4c_window *g, int out) {
 static void avx_conv2d_sizes(const dl4c_backend *be, const dl4c_window *g, int out, int64_t *saved,
                              int64_t *scratch) {
     const int64_t K = (int64_t)g->c * g->kh * g->kw, P = (int64_t)g->oh * g->ow, NP = g->n * P;
-    *saved = 0;
-    if (conv_dot_path(g, out)) *scratch = cdiv(g->n, dot_group_images(g)) * out * K;
+    *saved = relu_mask_floats(g, out);
+    if (conv_dot_path(g, out)) *scratch = cdiv(g->n, dot_group_images(g)) * out * (K + 2) + 32;
     else *scratch = NP * (out + K);
 }
 
@@ -863,24 +1092,32 @@ AVX512 static void avx_conv2d_backward_act(const dl4c_backend *be, const dl4c_wi
                                            const float *y, float *dy, float *dw, float *db, float *dx,
                                            float *saved, float *scratch) {
     const int K = g->c * g->kh * g->kw, P = g->oh * g->ow, T = dl4c_cpu_threads();
-    /* 1. dz = act'(y) dy in place, db. */
-    dz_job D = {.g = g, .out = out, .P = P, .a = a, .y = y, .dy = dy, .db = db};
-    D.o_per_task = imax(1, (int)cdiv(out, 4 * T));
-    if ((int64_t)g->n * P * out < 32768) D.o_per_task = out;
-    dl4c_cpu_parallel((int)cdiv(out, D.o_per_task), dz_task, &D);
-    conv_job J = {.g = g, .out = out, .K = K, .P = P, .x = x, .w = w, .dz = dy, .dx = dx, .dw = dw};
-    /* 2. dW. */
+    conv_job J = {.g = g, .out = out, .K = K, .P = P, .x = x, .w = w, .dz = dy, .dz_rw = dy, .dx = dx,
+                  .dw = dw, .y = (float *)y, .a = a, .words = (int)cdiv(P, 16)};
+    if (a == DL4C_RELU) J.mask = relu_mask_of(saved, y, g->n);
     if (conv_dot_path(g, out)) {
+        /* dz = act'(y) dy, db and dW by dot products, per group of images. */
         J.G = dot_group_images(g);
         J.n_groups = (int)cdiv(g->n, J.G);
         J.partial = J.n_groups == 1 ? dw : scratch;
+        J.dbpart = (double *)(scratch + (((int64_t)J.n_groups * out * K + 1) & ~(int64_t)1));   /* 8-byte aligned */
         dl4c_cpu_parallel(J.n_groups, conv_dot_task, &J);
         if (J.n_groups > 1) {
             sum_job S = {.part = scratch, .dst = dw, .n = (int64_t)out * K, .groups = J.n_groups};
             S.per_task = imax(1024, (int)cdiv(cdiv(S.n, 2 * T), 16) * 16);
             dl4c_cpu_parallel((int)cdiv(S.n, S.per_task), sum_groups_task, &S);
         }
+        for (int o = 0; o < out; o++) {
+            double sum = 0;
+            for (int gi = 0; gi < J.n_groups; gi++) sum += J.dbpart[(int64_t)gi * out + o];
+            db[o] = (float)sum;
+        }
     } else {
+        /* dz = act'(y) dy in place, db. */
+        dz_job D = {.g = g, .out = out, .P = P, .a = a, .y = y, .dy = dy, .db = db, .mask = J.mask, .words = J.words};
+        D.o_per_task = imax(1, (int)cdiv(out, 4 * T));
+        if ((int64_t)g->n * P * out < 32768) D.o_per_task = out;
+        dl4c_cpu_parallel((int)cdiv(out, D.o_per_task), dz_task, &D);
         J.dzT = scratch;
         J.colT = scratch + (int64_t)g->n * P * out;
         J.G = imax(1, (int)cdiv(g->n, 4 * T));
@@ -937,7 +1174,14 @@ typedef struct pool_job {
     dl4c_pooling p; const dl4c_window *g;
     const float *x, *y, *dy; float *dx; float *out;
     int64_t planes, per_task;
+    uint8_t *arg;                /* max, forward: each window's arg max (255: none) is kept here */
+    const uint8_t *argr;         /* max, backward: ... and read from here instead of x */
 } pool_job;
+
+/* The arg max kept in `saved`: a header naming the batch, then one byte per window. */
+typedef struct pool_hdr { const float *x, *y; int64_t n; } pool_hdr;
+#define POOL_HDR_FLOATS 8
+_Static_assert(sizeof(pool_hdr) <= POOL_HDR_FLOATS * sizeof(float), "pool header");
 
 AVX512 static void pool_fwd_task(void *ctx, int task) {
     const pool_job *J = ctx;
@@ -954,6 +1198,7 @@ AVX512 static void pool_fwd_task(void *ctx, int task) {
         for (int oy = 0; oy < g->oh; oy++)
             for (int gi = 0; gi < plans[0].groups; gi++) {
                 __m512 acc = mx ? _mm512_set1_ps(-INFINITY) : _mm512_setzero_ps();
+                __m512i best = _mm512_set1_epi32(-1);
                 for (int i = 0; i < g->kh; i++) {
                     const int iy = oy * g->sh - g->pt + i;
                     if (iy < 0 || iy >= g->h) continue;
@@ -961,7 +1206,12 @@ AVX512 static void pool_fwd_task(void *ctx, int task) {
                     for (int j = 0; j < g->kw; j++) {
                         const __m512 v = gather_group(&plans[j], gi, xr, fill);
                         if (mx) {
-                            const __mmask16 up = _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                            __mmask16 up = _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                            if (J->arg) {   /* the backward's scan: also the first position inside */
+                                up |= _mm512_cmp_epi32_mask(best, _mm512_setzero_si512(), _MM_CMPINT_LT);
+                                up &= plans[j].vo[gi];
+                                best = _mm512_mask_mov_epi32(best, up, _mm512_set1_epi32(i * g->kw + j));
+                            }
                             acc = _mm512_mask_mov_ps(acc, up, v);
                         } else {
                             acc = _mm512_add_ps(acc, v);
@@ -969,7 +1219,9 @@ AVX512 static void pool_fwd_task(void *ctx, int task) {
                     }
                 }
                 if (!mx) acc = _mm512_mul_ps(acc, inv);
-                _mm512_mask_storeu_ps(yc + (int64_t)oy * g->ow + gi * 16, plans[0].st[gi], acc);
+                const int64_t at = (int64_t)oy * g->ow + gi * 16;
+                _mm512_mask_storeu_ps(yc + at, plans[0].st[gi], acc);
+                if (J->arg) _mm_mask_storeu_epi8(J->arg + bc * g->oh * g->ow + at, plans[0].st[gi], _mm512_cvtepi32_epi8(best));
             }
     }
 }
@@ -1001,7 +1253,7 @@ AVX512 static void pool_bwd_task(void *ctx, int task) {
     }
     const int64_t lo = task * J->per_task, hi = lo + J->per_task < J->planes ? lo + J->per_task : J->planes;
     for (int64_t bc = lo; bc < hi; bc++) {
-        const float *xc = J->x + bc * g->h * g->w;
+        const float *xc = J->argr ? NULL : J->x + bc * g->h * g->w;
         float *dxc = J->dx + bc * g->h * g->w;
         const float *dyc = J->dy + bc * g->oh * g->ow;
         memset(dxc, 0, sizeof(float) * (size_t)(g->h * g->w));
@@ -1010,7 +1262,9 @@ AVX512 static void pool_bwd_task(void *ctx, int task) {
                 const int ox0 = gi * 16, cnt = imin(16, g->ow - ox0);
                 const __m512 d = _mm512_maskz_loadu_ps(lanes(cnt), dyc + (int64_t)oy * g->ow + ox0);
                 __m512i best = _mm512_set1_epi32(-1);
-                if (mx) {   /* the portable scan: first position, then v > acc or v NaN */
+                if (mx && J->argr) {   /* 255 (no position) matches no tap */
+                    best = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes(cnt), J->argr + bc * g->oh * g->ow + (int64_t)oy * g->ow + ox0));
+                } else if (mx) {   /* the portable scan: first position, then v > acc or v NaN */
                     __m512 acc = fill;
                     for (int i = 0; i < g->kh; i++) {
                         const int iy = oy * g->sh - g->pt + i;
@@ -1066,20 +1320,48 @@ static bool pool_planned(const dl4c_window *g) {
     return g->kw <= 16 && cdiv(g->ow, 16) <= GATHER_MAX_GROUPS;
 }
 
-static void avx_pool_forward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x, float *y) {
-    if (!pool_planned(g)) { dl4c_backend_cpu_generic()->pool_forward(be, p, g, x, y); return; }
-    pool_job J = {.p = p, .g = g, .x = x, .out = y};
-    dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_fwd_task, &J);
+/* Max pooling over non-overlapping windows keeps the arg max (one byte per window). */
+static bool pool_keeps_arg(dl4c_pooling p, const dl4c_window *g) {
+    return p == DL4C_POOL_MAX && pool_planned(g) && g->sh >= g->kh && g->sw >= g->kw && g->kh * g->kw < 255;
 }
 
-static void avx_pool_backward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
-                              const float *y, const float *dy, float *dx) {
+static int64_t avx_pool_saved_floats(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g) {
+    return pool_keeps_arg(p, g) ? POOL_HDR_FLOATS + cdiv((int64_t)g->n * g->c * g->oh * g->ow, 4) : 0;
+}
+
+static void avx_pool_forward_saved(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
+                                   float *y, float *saved) {
+    if (!pool_planned(g)) { dl4c_backend_cpu_generic()->pool_forward(be, p, g, x, y); return; }
+    pool_job J = {.p = p, .g = g, .x = x, .out = y};
+    if (saved && pool_keeps_arg(p, g)) {
+        *(pool_hdr *)saved = (pool_hdr){0};
+        J.arg = (uint8_t *)(saved + POOL_HDR_FLOATS);
+    }
+    dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_fwd_task, &J);
+    if (J.arg) *(pool_hdr *)saved = (pool_hdr){.x = x, .y = y, .n = g->n};
+}
+
+static void avx_pool_forward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x, float *y) {
+    avx_pool_forward_saved(be, p, g, x, y, NULL);
+}
+
+static void avx_pool_backward_saved(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
+                                    const float *y, const float *dy, float *dx, const float *saved) {
     if (!pool_planned(g) || g->sh < g->kh || g->sw < g->kw) {   /* overlapping windows */
         dl4c_backend_cpu_generic()->pool_backward(be, p, g, x, y, dy, dx);
         return;
     }
     pool_job J = {.p = p, .g = g, .x = x, .y = y, .dy = dy, .dx = dx};
+    if (saved && pool_keeps_arg(p, g)) {
+        const pool_hdr *h = (const pool_hdr *)saved;
+        if (h->x == x && h->y == y && h->n == g->n) J.argr = (const uint8_t *)(saved + POOL_HDR_FLOATS);
+    }
     dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_bwd_task, &J);
+}
+
+static void avx_pool_backward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
+                              const float *y, const float *dy, float *dx) {
+    avx_pool_backward_saved(be, p, g, x, y, dy, dx, NULL);
 }
 
 /* ---- elementwise: the portable ops' operations, 16 lanes at a time ---- */
@@ -1361,6 +1643,9 @@ void dl4c_cpu_avx512_install(dl4c_backend *be) {
     be->act_backward = avx_act_backward;
     be->pool_forward = avx_pool_forward;
     be->pool_backward = avx_pool_backward;
+    be->pool_saved_floats = avx_pool_saved_floats;
+    be->pool_forward_saved = avx_pool_forward_saved;
+    be->pool_backward_saved = avx_pool_backward_saved;
     be->sum_rows = avx_sum_rows;
     be->reg_score = avx_reg_score;
     be->reg_grad = avx_reg_grad;

@@ -30,14 +30,29 @@ static void pool_count(const dl4c_layer_conf *c, const int in[3], int64_t *nw, i
 static void pool_init(dl4c_layer *l, dl4c_rng *rng) {}
 static int64_t pool_zero(const dl4c_layer *l, int n) { return 0; }
 
+/* Backends that keep the arg max from forward to backward get it in l->saved. */
+static int64_t pool_saved(const dl4c_layer *l, int n) {
+    if (!l->be->pool_saved_floats) return 0;
+    const dl4c_window g = dl4c_layer_window(l, n);
+    return l->be->pool_saved_floats(l->be, l->conf.pooling, &g);
+}
+
 static void pool_forward(dl4c_layer *l, const float *x, float *y, int n) {
     const dl4c_window g = dl4c_layer_window(l, n);
+    if (l->be->pool_forward_saved) {
+        l->be->pool_forward_saved(l->be, l->conf.pooling, &g, x, y, l->saved);
+        return;
+    }
     l->be->pool_forward(l->be, l->conf.pooling, &g, x, y);
 }
 
 static void pool_backward(dl4c_layer *l, const float *x, const float *y, float *dy, float *dx, int n) {
     if (!dx) return;
     const dl4c_window g = dl4c_layer_window(l, n);
+    if (l->be->pool_backward_saved) {
+        l->be->pool_backward_saved(l->be, l->conf.pooling, &g, x, y, dy, dx, l->saved);
+        return;
+    }
     l->be->pool_backward(l->be, l->conf.pooling, &g, x, y, dy, dx);
 }
 
@@ -49,7 +64,7 @@ const dl4c_layer_ops dl4c_subsampling_ops = {
     .resolve = pool_resolve,
     .count = pool_count,
     .init = pool_init,
-    .saved_floats = pool_zero,
+    .saved_floats = pool_saved,
     .scratch_floats = pool_zero,
     .forward = pool_forward,
     .backward = pool_backward,

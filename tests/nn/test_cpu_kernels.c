@@ -196,6 +196,13 @@ static void check_pool(dl4c_pooling p, int n, int c, int h, int w, int kh, int k
     dl4c_cpu_set_threads(1);
     same_bits("pool forward", y1, y0, ny);
     same_bits("pool backward", dx1, dx0, nx);
+    /* With the arg max kept from forward to backward. */
+    float *sv = alloc_f(F->pool_saved_floats(F, p, &g)), *y3 = alloc_f(ny), *dx3 = alloc_f(nx);
+    F->pool_forward_saved(F, p, &g, x, y3, sv);
+    F->pool_backward_saved(F, p, &g, x, y3, dy, dx3, sv);
+    same_bits("pool forward, saved", y3, y0, ny);
+    same_bits("pool backward, saved", dx3, dx0, nx);
+    free(sv); free(y3); free(dx3);
     same_bits("pool forward, 2 threads", y2, y1, ny);
     same_bits("pool backward, 2 threads", dx2, dx1, nx);
     free(x); free(dy); free(y0); free(y1); free(y2); free(dx0); free(dx1); free(dx2);
