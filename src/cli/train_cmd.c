@@ -702,9 +702,11 @@ int cmd_train(int argc, char **argv) {
     }
     ctx.metrics = metrics;
     if (rank == 0) {
-        /* The model file: parameters and updater state as float32, plus the JSON header. */
+        /* The model file: parameters and updater state (and a BMUF checkpoint's block momentum)
+         * as float32, plus the JSON header. */
         const double model_bytes = 4.0 * (double)dl4c_net_n_params(net) *
-                                   (1 + dl4c_updater_state_per_param(rc->updater.type)) + 65536.0;
+                                   (1 + dl4c_updater_state_per_param(rc->updater.type) +
+                                    (rc->training.averaging == DL4C_AVG_BMUF ? 1 : 0)) + 65536.0;
         if (output && (s = probe_output("-o", output, model_bytes))) { code = cli_fail(cmd, s); goto out; }
         if ((ck_every > 0 || ck_path != default_ck) &&
             (s = probe_output("--checkpoint", ck_path, model_bytes))) {
