@@ -1,17 +1,20 @@
 /* dl4c's training step and inference in isolation, on real data (make bench, bench/speed.py).
  *
  *   step_bench [--config examples/lenet.json] [--data DIR] [--threads T] [--batch B]
- *              [--infer-batch B] [--warmup N] [--steps N | --seconds S] [--mode train|infer|layers]
+ *              [--warmup N] [--steps N | --seconds S] [--infer-batch B] [--infer-steps N]
+ *              [--mode train|layers|infer|all]
  *
  * train:  dl4c_net_fit over consecutive minibatches of the training set (the configuration's
  *         updater, l2, ...) from the initial weights: N warm-up steps (default 50), then N
  *         timed steps (or as many as S seconds allow); images/s. Weights that stop getting a
  *         data gradient decay under l2 into subnormal floats within a few hundred steps, and
  *         subnormals are slow on x86: compare peers over the same steps (bench/speed.py does).
- * infer:  dl4c_net_output over consecutive batches of the test set; images/s.
- * layers: training steps with the network's per-layer timing on: seconds and FLOP/s of each
- *         layer's forward and backward (FLOPs: 2 per multiply-add of the products).
- * One JSON line on stdout per mode. T threads: the backend's threads for this one network. */
+ * layers: the same with the network's per-layer timing on: seconds and FLOP/s of each layer's
+ *         forward and backward (FLOPs: 2 per multiply-add of the products).
+ * infer:  dl4c_net_output over consecutive batches of the test set (N of B); images/s.
+ * all:    layers, then infer with the weights trained.
+ * One JSON line on stdout ({"train": ..., "infer": ...}); bench/torch_peer.py prints the same
+ * for PyTorch. T threads: the backend's threads for this one network. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +23,8 @@
 #include "nn/layer.h"
 
 static int usage(const char *argv0) {
-    fprintf(stderr, "usage: %s [--config F] [--data DIR] [--threads T] [--batch B] [--infer-batch B] "
-            "[--seconds S] [--mode train|infer|layers]\n", argv0);
+    fprintf(stderr, "usage: %s [--config F] [--data DIR] [--threads T] [--batch B] [--warmup N] "
+            "[--steps N | --seconds S] [--infer-batch B] [--infer-steps N] [--mode train|layers|infer|all]\n", argv0);
     return 2;
 }
 
@@ -48,7 +51,7 @@ static void layer_flops(const dl4c_net *net, int i, int n, double *fwd, double *
 
 int main(int argc, char **argv) {
     const char *config = "examples/lenet.json", *data = "/usr/share/datasets/fashion-mnist", *mode = "train";
-    int threads = 1, batch = 0, infer_batch = 256, warmup = 50, max_steps = 0;
+    int threads = 1, batch = 0, infer_batch = 256, warmup = 50, max_steps = 0, infer_steps = 39;
     double seconds = 2.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -58,6 +61,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--batch")) batch = atoi(v);
         else if (!strcmp(a, "--infer-batch")) infer_batch = atoi(v);
+        else if (!strcmp(a, "--infer-steps")) infer_steps = atoi(v);
         else if (!strcmp(a, "--seconds")) seconds = atof(v);
         else if (!strcmp(a, "--warmup")) warmup = atoi(v);
         else if (!strcmp(a, "--steps")) max_steps = atoi(v);
@@ -65,9 +69,10 @@ int main(int argc, char **argv) {
         else return usage(argv[0]);
         i++;
     }
-    const bool train = !strcmp(mode, "train"), infer = !strcmp(mode, "infer"), layers = !strcmp(mode, "layers");
-    if ((!train && !infer && !layers) || threads <= 0 || batch < 0 || infer_batch <= 0 || !(seconds > 0) ||
-        warmup < 0 || max_steps < 0)
+    const bool all = !strcmp(mode, "all"), infer_only = !strcmp(mode, "infer");
+    const bool train = all || !strcmp(mode, "train") || !strcmp(mode, "layers"), layers = all || !strcmp(mode, "layers");
+    if ((!train && !infer_only) || threads <= 0 || batch < 0 || infer_batch <= 0 || !(seconds > 0) || warmup < 0 ||
+        max_steps < 0 || infer_steps <= 0)
         return usage(argv[0]);
 
     dl4c_net_conf conf;
@@ -84,54 +89,67 @@ int main(int argc, char **argv) {
         return 1;
     }
     dl4c_net_set_threads(net, threads);
-    const dl4c_dataset *ds = infer ? te : tr;
-    const int B = infer ? infer_batch : dl4c_net_conf_of(net)->training.batch_size_per_worker;
-    const int64_t N = dl4c_dataset_count(ds), in = dl4c_net_input_size(net), K = dl4c_net_output_size(net);
-    if (dl4c_tensor_row_size(ds->features) != in || ds->labels->shape[1] != K) {
+    const int64_t in = dl4c_net_input_size(net), K = dl4c_net_output_size(net);
+    if (dl4c_tensor_row_size(tr->features) != in || tr->labels->shape[1] != K) {
         fprintf(stderr, "step_bench: the data set does not fit the network\n");
         return 1;
     }
-    const int64_t nb = N / B;
-    float *out = malloc(sizeof(float) * (size_t)(B * K));
+    const int B = dl4c_net_conf_of(net)->training.batch_size_per_worker;
+    float *out = malloc(sizeof(float) * (size_t)((B > infer_batch ? B : infer_batch) * K));
     const int L = dl4c_net_n_layers(net);
     double *tm = calloc((size_t)(2 * L), sizeof *tm);
-    int64_t k = 0, steps = 0;
     dl4c_status s = DL4C_OK;
-    /* One step on batch k (cycling over the data set). */
-#define STEP()                                                                               \
-    do {                                                                                     \
-        const int64_t r = (k++ % nb) * B;                                                    \
-        s = infer ? dl4c_net_output(net, ds->features->data + r * in, B, out)                \
-                  : dl4c_net_fit(net, ds->features->data + r * in, ds->labels->data + r * K, B, NULL); \
-    } while (0)
-    for (int i = 0; i < warmup && !s; i++) STEP();
-    if (layers) dl4c_net_set_timing(net, tm);
-    const double t0 = dl4c_now();
-    double t1 = t0;
-    while (!s && (max_steps ? steps < max_steps : (t1 = dl4c_now()) - t0 < seconds)) { STEP(); steps++; }
-    if (max_steps) t1 = dl4c_now();
-    if (s) {
-        fprintf(stderr, "step_bench: %s\n", dl4c_error_message());
-        return 1;
-    }
-    const double secs = t1 - t0;
-    printf("{\"mode\": \"%s\", \"config\": \"%s\", \"threads\": %d, \"batch\": %d, \"steps\": %lld, "
-           "\"seconds\": %.6f, \"images_per_s\": %.2f", mode, config, threads, B, (long long)steps, secs,
-           (double)steps * B / secs);
-    if (layers) {
-        printf(", \"layers\": [");
-        double tot = 0;
-        for (int i = 0; i < L; i++) {
-            double ff, bf;
-            layer_flops(net, i, B, &ff, &bf);
-            const double fs = tm[i] / steps, bs = tm[L + i] / steps;
-            tot += fs + bs;
-            printf("%s{\"index\": %d, \"type\": \"%s\", \"fwd_s\": %.9f, \"bwd_s\": %.9f, \"fwd_flop\": %.0f, "
-                   "\"bwd_flop\": %.0f, \"fwd_gflops\": %.3f, \"bwd_gflops\": %.3f}", i ? ", " : "", i,
-                   dl4c_layer_type_str(dl4c_net_layer_info(net, i).type), fs, bs, ff, bf,
-                   ff ? ff / fs / 1e9 : 0, bf ? bf / bs / 1e9 : 0);
+    printf("{\"peer\": \"dl4c\", \"config\": \"%s\", \"threads\": %d", config, threads);
+    if (train) {
+        int64_t k = 0, steps = 0;
+        const int64_t nb = dl4c_dataset_count(tr) / B;
+        /* One step on batch k of the training set (in order, cycling). */
+#define STEP() do { const int64_t r = (k++ % nb) * B; \
+                    s = dl4c_net_fit(net, tr->features->data + r * in, tr->labels->data + r * K, B, NULL); } while (0)
+        for (int i = 0; i < warmup && !s; i++) STEP();
+        if (layers) dl4c_net_set_timing(net, tm);
+        const double t0 = dl4c_now();
+        double t1 = t0;
+        while (!s && (max_steps ? steps < max_steps : (t1 = dl4c_now()) - t0 < seconds)) { STEP(); steps++; }
+        if (max_steps) t1 = dl4c_now();
+        dl4c_net_set_timing(net, NULL);
+        if (s) {
+            fprintf(stderr, "step_bench: %s\n", dl4c_error_message());
+            return 1;
         }
-        printf("], \"layers_s\": %.9f, \"step_s\": %.9f", tot, secs / steps);
+        const double secs = t1 - t0;
+        printf(", \"train\": {\"batch\": %d, \"warmup\": %d, \"steps\": %lld, \"seconds\": %.6f, \"images_per_s\": %.2f",
+               B, warmup, (long long)steps, secs, (double)steps * B / secs);
+        if (layers) {
+            printf(", \"layers\": [");
+            double tot = 0;
+            for (int i = 0; i < L; i++) {
+                double ff, bf;
+                layer_flops(net, i, B, &ff, &bf);
+                const double fs = tm[i] / steps, bs = tm[L + i] / steps;
+                tot += fs + bs;
+                printf("%s{\"index\": %d, \"type\": \"%s\", \"fwd_s\": %.9f, \"bwd_s\": %.9f, \"fwd_flop\": %.0f, "
+                       "\"bwd_flop\": %.0f, \"fwd_gflops\": %.3f, \"bwd_gflops\": %.3f}", i ? ", " : "", i,
+                       dl4c_layer_type_str(dl4c_net_layer_info(net, i).type), fs, bs, ff, bf,
+                       ff ? ff / fs / 1e9 : 0, bf ? bf / bs / 1e9 : 0);
+            }
+            printf("], \"layers_s\": %.9f, \"step_s\": %.9f", tot, secs / steps);
+        }
+        printf("}");
+    }
+    if (all || infer_only) {   /* inference over the test set, with the weights trained so far */
+        const int64_t nb = dl4c_dataset_count(te) / infer_batch;
+        s = dl4c_net_output(net, te->features->data, infer_batch, out);   /* buffers sized */
+        const double t0 = dl4c_now();
+        for (int i = 0; i < infer_steps && !s; i++)
+            s = dl4c_net_output(net, te->features->data + (i % nb) * infer_batch * in, infer_batch, out);
+        const double secs = dl4c_now() - t0;
+        if (s) {
+            fprintf(stderr, "step_bench: %s\n", dl4c_error_message());
+            return 1;
+        }
+        printf(", \"infer\": {\"batch\": %d, \"steps\": %d, \"seconds\": %.6f, \"images_per_s\": %.2f}",
+               infer_batch, infer_steps, secs, (double)infer_steps * infer_batch / secs);
     }
     printf("}\n");
     free(out);
