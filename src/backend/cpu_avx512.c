@@ -276,13 +276,6 @@ static operand operand_at(operand o, int64_t off) {
 /* Rows per block when m rows are cut into ceil(m / MR_MAX) blocks of nearly equal size. */
 static int mr_of(int m) { const int nb = (int)cdiv(m, MR_MAX); return (int)cdiv(m, nb); }
 
-/* Packs op(A) rows [i0, i0 + mr) for the microkernel: p[k*mr + i] = A[(i0+i)*lda + k]. */
-AVX512 static void pack_a_rows(const float *a, int64_t lda, int i0, int mr, int k, float *p) {
-    for (int i = 0; i < mr; i++) {
-        const float *src = a + (int64_t)(i0 + i) * lda;
-        for (int kk = 0; kk < k; kk++) p[(int64_t)kk * mr + i] = src[kk];
-    }
-}
 
 /* ---- 16x16 transposes (masked at the edges) ----
  * dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (rows, cols <= 16). */
@@ -335,7 +328,8 @@ typedef struct gemm_job {
     int m, n, k;
     operand a; int64_t a_cs;             /* op(A)[i][kk] = a[kk*a_cs + i] (direct) */
     bool packed;                         /* or a holds packed row blocks */
-    operand b; int64_t ldb;              /* op(B)[kk][j] = b[kk*ldb + j] */
+    const float *b; int64_t ldb;         /* op(B)[kk][j] = b[kk*ldb + j] */
+    bool b_panels;                       /* or b holds panels [n/32][k][32] */
     float *c; int64_t ldc;
     bool accum;
     const float *bias_col;
@@ -345,6 +339,51 @@ typedef struct gemm_job {
     int mb_per_task;                     /* row blocks per task */
 } gemm_job;
 
+/* Lanes (of m) of v that are tiny (nonzero below 2^-100) and that are big (>= 2^60, inf, NaN). */
+AVX512 INLINE void scan_lanes(__m512 v, __mmask16 m, __mmask16 *tiny, __mmask16 *big) {
+    const __m512i a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff));
+    *tiny |= _mm512_mask_cmpgt_epi32_mask(m, _mm512_set1_epi32(0x0d800000), a) & _mm512_cmpneq_epi32_mask(a, _mm512_setzero_si512());
+    *big |= _mm512_mask_cmpge_epi32_mask(m, a, _mm512_set1_epi32(0x5d800000));
+}
+
+/* The B panel of columns [j0, j0 + 32) as a contiguous [k][32] operand: copied from a strided B
+ * (rows far apart defeat the prefetcher and the TLB; the copy is reused by every row block),
+ * scanned for tiny values on the way, and scaled (operand.scaled) when it has some. */
+AVX512 static operand b_panel(const gemm_job *j, int p) {
+    const int k = j->k, j0 = p * 32, nn = j->n - j0;
+    const __mmask16 m0 = lanes(nn), m1 = lanes(nn - 16);
+    __mmask16 tiny = 0, big = 0;
+    operand o;
+    if (j->b_panels) {
+        const float *src = j->b + (int64_t)p * k * 32;
+        for (int kk = 0; kk < k; kk++) {
+            scan_lanes(_mm512_maskz_loadu_ps(m0, src + kk * 32), m0, &tiny, &big);
+            scan_lanes(_mm512_maskz_loadu_ps(m1, src + kk * 32 + 16), m1, &tiny, &big);
+        }
+        o.p = src;
+    } else {
+        float *pk = dl4c_cpu_arena(5, (int64_t)k * 32);
+        DL4C_ASSERT(pk);
+        const float *src = j->b + j0;
+        for (int kk = 0; kk < k; kk++, src += j->ldb) {
+            const __m512 v0 = _mm512_maskz_loadu_ps(m0, src), v1 = _mm512_maskz_loadu_ps(m1, src + 16);
+            scan_lanes(v0, m0, &tiny, &big);
+            scan_lanes(v1, m1, &tiny, &big);
+            _mm512_store_ps(pk + kk * 32, v0);
+            _mm512_store_ps(pk + kk * 32 + 16, v1);
+        }
+        o.p = pk;
+    }
+    o.scaled = NULL;
+    if (tiny && !big) {
+        float *ps = dl4c_cpu_arena(6, (int64_t)k * 32);
+        DL4C_ASSERT(ps);
+        scale_up(o.p, k, 32, 32, ps, 32);
+        o.scaled = ps;
+    }
+    return o;
+}
+
 AVX512 static void gemm_task(void *ctx, int task) {
     const gemm_job *j = ctx;
     const int n_mgroups = (int)cdiv(j->n_mb, j->mb_per_task);
@@ -353,6 +392,7 @@ AVX512 static void gemm_task(void *ctx, int task) {
     const int b_lo = mg * j->mb_per_task, b_hi = imin(j->n_mb, b_lo + j->mb_per_task);
     for (int p = p_lo; p < p_hi; p++) {
         const int j0 = p * 32, nn = j->n - j0;
+        const operand b = b_panel(j, p);
         for (int bi = b_lo; bi < b_hi; bi++) {
             const int i0 = bi * j->mr, mr = imin(j->mr, j->m - i0);
             ukr_epi e = {.c0 = j->c + (int64_t)i0 * j->ldc + j0, .ldc = j->ldc, .m0 = lanes(nn),
@@ -361,19 +401,23 @@ AVX512 static void gemm_task(void *ctx, int task) {
             e.c1 = e.c0 + 16;
             const operand a = operand_at(j->a, j->packed ? (int64_t)i0 * j->k : i0);
             const int64_t acs = j->packed ? mr : j->a_cs;
-            ukr2(mr, j->k, a, acs, operand_at(j->b, j0), j->ldb, &e);
+            ukr2(mr, j->k, a, acs, b, 32, &e);
         }
     }
 }
 
-typedef struct tpack_job {
-    const float *src; int64_t lds; float *dst; int64_t ldd; int rows, cols, rows_per_task;
-} tpack_job;
+/* op(B) = B^T: B [n][k] transposed into panels [n/32][k][32], 16 rows of B per block. */
+typedef struct tpack_job { const float *src; int64_t lds; float *dst; int n, k, blocks_per_task; } tpack_job;
 
 AVX512 static void tpack_task(void *ctx, int task) {
     const tpack_job *t = ctx;
-    const int r0 = task * t->rows_per_task, r1 = imin(t->rows, r0 + t->rows_per_task);
-    transpose(t->src + (int64_t)r0 * t->lds, t->lds, t->dst + r0, t->ldd, r1 - r0, t->cols);
+    for (int blk = task * t->blocks_per_task; blk < imin((int)cdiv(t->n, 16), (task + 1) * t->blocks_per_task); blk++) {
+        const int i0 = blk * 16;
+        float *panel = t->dst + (int64_t)(i0 / 32) * t->k * 32 + i0 % 32;
+        for (int k0 = 0; k0 < t->k; k0 += 16)
+            transpose16(t->src + (int64_t)i0 * t->lds + k0, t->lds, panel + (int64_t)k0 * 32, 32,
+                        imin(16, t->n - i0), imin(16, t->k - k0));
+    }
 }
 
 /* C[m,n] = op(A) op(B) (+ C when accum: the sums continue from C), + bias_col[j], act.
@@ -391,29 +435,30 @@ AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *
     } else {   /* pack the row blocks: [block][k][mr] (cheap: A is the batch or the weights) */
         float *p = dl4c_cpu_arena(1, (int64_t)m * k);
         DL4C_ASSERT(p);
-        for (int bi = 0; bi < j.n_mb; bi++) {
-            const int i0 = bi * j.mr;
-            pack_a_rows(a, lda, i0, imin(j.mr, m - i0), k, p + (int64_t)i0 * k);
+        for (int bi = 0; bi < j.n_mb; bi++) {   /* p[kk*mr + i] = A[(i0+i)*lda + kk] */
+            const int i0 = bi * j.mr, mr = imin(j.mr, m - i0);
+            transpose(a + (int64_t)i0 * lda, lda, p + (int64_t)i0 * k, mr, mr, k);
         }
         j.a = operand_of(p, 1, (int64_t)m * k, (int64_t)m * k, 3);
         j.packed = true;
     }
-    if (tb) {   /* op(B) = B^T: transpose B [n][k] into [k][n] */
-        float *p = dl4c_cpu_arena(2, (int64_t)k * n);
+    j.n_panels = (int)cdiv(n, 32);
+    const int T = dl4c_cpu_threads();
+    if (tb) {
+        float *p = dl4c_cpu_arena(2, (int64_t)j.n_panels * 32 * k);
         DL4C_ASSERT(p);
-        tpack_job t = {.src = b, .lds = ldb, .dst = p, .ldd = n, .rows = n, .cols = k};
-        t.rows_per_task = imax(16, (int)(cdiv(cdiv(n, 16), 2 * dl4c_cpu_threads()) * 16));
-        dl4c_cpu_parallel((int)cdiv(n, t.rows_per_task), tpack_task, &t);
-        j.b = operand_of(p, 1, (int64_t)k * n, (int64_t)k * n, 4);
-        j.ldb = n;
+        tpack_job t = {.src = b, .lds = ldb, .dst = p, .n = n, .k = k};
+        t.blocks_per_task = imax(1, (int)cdiv(cdiv(n, 16), 2 * T));
+        if ((int64_t)n * k < 32768) t.blocks_per_task = (int)cdiv(n, 16);
+        dl4c_cpu_parallel((int)cdiv(cdiv(n, 16), t.blocks_per_task), tpack_task, &t);
+        j.b = p;
+        j.b_panels = true;
     } else {
-        j.b = operand_of(b, k, n, ldb, 4);
+        j.b = b;
         j.ldb = ldb;
     }
-    j.n_panels = (int)cdiv(n, 32);
     /* Tasks: all panels (B reused across the row blocks) on one thread or for small products;
      * else groups of panels, or single tiles when there are few panels. */
-    const int T = dl4c_cpu_threads();
     j.panels_per_task = j.n_panels;
     j.mb_per_task = j.n_mb;
     if (T > 1 && (int64_t)m * n * k >= 65536) {
@@ -786,11 +831,10 @@ AVX512 static void conv_fwd_task(void *ctx, int task) {
             }
 }
 
-static void pack_w_blocks(const float *w, int out, int K, int mr, float *p) {
-    for (int i0 = 0; i0 < out; i0 += mr) {
+AVX512 static void pack_w_blocks(const float *w, int out, int K, int mr, float *p) {
+    for (int i0 = 0; i0 < out; i0 += mr) {   /* p[i0*K + kk*r + i] = w[(i0+i)*K + kk] */
         const int r = imin(mr, out - i0);
-        for (int i = 0; i < r; i++)
-            for (int kk = 0; kk < K; kk++) p[(int64_t)i0 * K + (int64_t)kk * r + i] = w[(int64_t)(i0 + i) * K + kk];
+        transpose(w + (int64_t)i0 * K, K, p + (int64_t)i0 * K, r, r, K);
     }
 }
 
