@@ -14,6 +14,9 @@ Sections:
   spark        time per averaging round on Spark local[2]: parameter averaging (a job per
                round) and the barrier approach, against local threads on the same data
                (bench/spark_rounds.py)
+  speed        dl4c against PyTorch on the CPU (LeNet, MLP, wide CNN; training and inference at
+               1 and 2 threads), the OpenBLAS sgemm ceiling, dl4c's FLOP/s per layer, peak
+               memory, 2 workers against 1, in interleaved rounds (bench/speed.py)
 
 usage: bench/run.py [--quick] [--sections a,b] [--epochs N] [--build DIR]
 """
@@ -95,15 +98,28 @@ def spark(build):
     return data
 
 
+def speed(build, quick):
+    print("\n== speed: dl4c vs PyTorch (bench/speed.py) ==", flush=True)
+    cmd = [sys.executable, os.path.join(ROOT, "bench/speed.py"), "--build", build] + (["--quick"] if quick else [])
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    data = None
+    for line in out.splitlines():
+        if line.startswith("BENCH_JSON "):
+            data = json.loads(line[len("BENCH_JSON "):])
+        else:
+            print(line)
+    return data
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="averaging only, no convergence runs")
-    ap.add_argument("--sections", default="averaging,spark,convergence")
+    ap.add_argument("--quick", action="store_true", help="averaging and a short speed run only")
+    ap.add_argument("--sections", default="speed,averaging,spark,convergence")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     a = ap.parse_args()
     dl4c = os.path.join(a.build, "dl4c")
-    sections = a.sections.split(",") if not a.quick else ["averaging"]
+    sections = a.sections.split(",") if not a.quick else ["speed", "averaging"]
     results = {"machine": {"cores": os.cpu_count(), "uname": " ".join(os.uname())},
                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = os.path.join(ROOT, "bench/results/latest.json")
@@ -113,6 +129,8 @@ def main():
         except ValueError:
             pass
     with tempfile.TemporaryDirectory() as tmp:
+        if "speed" in sections:
+            results["speed"] = speed(a.build, a.quick)
         if "averaging" in sections:
             results["averaging"] = averaging(dl4c, tmp, a.quick)
         if "spark" in sections:
