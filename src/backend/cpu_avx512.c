@@ -773,8 +773,9 @@ static int64_t relu_mask_floats(const dl4c_window *g, int out) {
 /* The mask words of `saved` when they belong to (y, n), else NULL. */
 static uint16_t *relu_mask_of(float *saved, const float *y, int64_t n) {
     if (!saved) return NULL;
-    const mask_hdr *h = (const mask_hdr *)saved;
-    return h->y == y && h->n == n ? (uint16_t *)(saved + MASK_HDR_FLOATS) : NULL;
+    mask_hdr h;   /* saved is only float-aligned */
+    memcpy(&h, saved, sizeof h);
+    return h.y == y && h.n == n ? (uint16_t *)(saved + MASK_HDR_FLOATS) : NULL;
 }
 
 /* The mask bits of (image b, channel o) from element `at` of its row on, for lanes m. */
@@ -857,11 +858,11 @@ AVX512 static void avx_conv2d_forward_act(const dl4c_backend *be, const dl4c_win
     J.n_groups = (int)cdiv(g->n, J.G);
     J.words = (int)cdiv(P, 16);
     if (a == DL4C_RELU && saved) {
-        *(mask_hdr *)saved = (mask_hdr){0};
+        memset(saved, 0, sizeof(mask_hdr));
         J.mask = (uint16_t *)(saved + MASK_HDR_FLOATS);
     }
     dl4c_cpu_parallel(J.n_groups, conv_fwd_task, &J);
-    if (J.mask) *(mask_hdr *)saved = (mask_hdr){.y = y, .n = g->n};
+    if (J.mask) memcpy(saved, &(mask_hdr){.y = y, .n = g->n}, sizeof(mask_hdr));
 }
 
 static void avx_conv2d_forward(const dl4c_backend *be, const dl4c_window *g, int out, const float *x,
@@ -1378,11 +1379,11 @@ static void avx_pool_forward_saved(const dl4c_backend *be, dl4c_pooling p, const
     if (!pool_planned(g)) { dl4c_backend_cpu_generic()->pool_forward(be, p, g, x, y); return; }
     pool_job J = {.p = p, .g = g, .x = x, .out = y};
     if (saved && pool_keeps_arg(p, g)) {
-        *(pool_hdr *)saved = (pool_hdr){0};
+        memset(saved, 0, sizeof(pool_hdr));
         J.arg = (uint8_t *)(saved + POOL_HDR_FLOATS);
     }
     dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_fwd_task, &J);
-    if (J.arg) *(pool_hdr *)saved = (pool_hdr){.x = x, .y = y, .n = g->n};
+    if (J.arg) memcpy(saved, &(pool_hdr){.x = x, .y = y, .n = g->n}, sizeof(pool_hdr));
 }
 
 static void avx_pool_forward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x, float *y) {
@@ -1397,8 +1398,9 @@ static void avx_pool_backward_saved(const dl4c_backend *be, dl4c_pooling p, cons
     }
     pool_job J = {.p = p, .g = g, .x = x, .y = y, .dy = dy, .dx = dx};
     if (saved && pool_keeps_arg(p, g)) {
-        const pool_hdr *h = (const pool_hdr *)saved;
-        if (h->x == x && h->y == y && h->n == g->n) J.argr = (const uint8_t *)(saved + POOL_HDR_FLOATS);
+        pool_hdr h;   /* saved is only float-aligned */
+        memcpy(&h, saved, sizeof h);
+        if (h.x == x && h.y == y && h.n == g->n) J.argr = (const uint8_t *)(saved + POOL_HDR_FLOATS);
     }
     dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_bwd_task, &J);
 }
