@@ -12,8 +12,9 @@ steps; then inference over consecutive test batches of `--infer-batch` (torch.in
                 [--infer-batch 256 --infer-steps 39] [--job]
 
 Prints one JSON line: {"train": {"images_per_s", ...}, "infer": {...}}.
---job: the job `dl4c train CONFIG --epochs 1 --workers 1` does (one epoch in the configuration's
-order-independent way: consecutive minibatches, then the test-set accuracy), for peak memory."""
+--job: the job `dl4c train CONFIG --epochs 1 --workers 1` does (load the data, one epoch of
+consecutive minibatches, then the test-set accuracy), for peak memory; --job-steps N stops the
+epoch after N minibatches (the process reaches its peak memory within the first steps)."""
 import argparse
 import gzip
 import json
@@ -132,6 +133,7 @@ def main():
     ap.add_argument("--infer-batch", type=int, default=256)
     ap.add_argument("--infer-steps", type=int, default=39)
     ap.add_argument("--job", action="store_true")
+    ap.add_argument("--job-steps", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     conf = json.load(open(a.config))
@@ -155,7 +157,8 @@ def main():
         return loss
 
     if a.job:   # one epoch, then the test accuracy: what `dl4c train --epochs 1` does
-        for k in range(-(-len(xtr) // B)):
+        steps = -(-len(xtr) // B)
+        for k in range(min(steps, a.job_steps) if a.job_steps else steps):
             r = k * B
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(xtr[r:r + B]), ytr[r:r + B]).backward()
@@ -164,7 +167,7 @@ def main():
         with torch.inference_mode():
             for r in range(0, len(xte), 256):
                 correct += int((model(xte[r:r + 256]).argmax(1) == yte[r:r + 256]).sum())
-        print(json.dumps({"job": "epoch", "accuracy": correct / len(xte)}))
+        print(json.dumps({"job": "epoch", "steps": k + 1, "accuracy": correct / len(xte)}))
         return 0
     for k in range(a.warmup):
         step(k)
