@@ -9,8 +9,9 @@
  *         timed steps (or as many as S seconds allow); images/s. Weights that stop getting a
  *         data gradient decay under l2 into subnormal floats within a few hundred steps, and
  *         subnormals are slow on x86: compare peers over the same steps (bench/speed.py does).
- * layers: the same with the network's per-layer timing on: seconds and FLOP/s of each layer's
- *         forward and backward (FLOPs: 2 per multiply-add of the products).
+ * layers: the same with the network's per-layer timing on: seconds (the median over the steps,
+ *         and the mean) and FLOP/s of each layer's forward and backward (FLOPs: 2 per
+ *         multiply-add of the products).
  * infer:  dl4c_net_output over consecutive batches of the test set (N of B); images/s.
  * all:    layers, then infer with the weights trained.
  * One JSON line on stdout ({"train": ..., "infer": ...}); bench/torch_peer.py prints the same
@@ -47,6 +48,19 @@ static void layer_flops(const dl4c_net *net, int i, int n, double *fwd, double *
     }
     *fwd = 2.0 * macs * n;
     *bwd = 2.0 * macs * n * (i == 0 ? 1 : 2);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of column c of rows x stride doubles (tmp: rows doubles). */
+static double median_of(const double *v, int stride, int c, int64_t rows, double *tmp) {
+    if (rows <= 0) return 0;
+    for (int64_t r = 0; r < rows; r++) tmp[r] = v[r * stride + c];
+    qsort(tmp, (size_t)rows, sizeof *tmp, cmp_double);
+    return rows % 2 ? tmp[rows / 2] : 0.5 * (tmp[rows / 2 - 1] + tmp[rows / 2]);
 }
 
 int main(int argc, char **argv) {
@@ -108,9 +122,25 @@ int main(int argc, char **argv) {
                     s = dl4c_net_fit(net, tr->features->data + r * in, tr->labels->data + r * K, B, NULL); } while (0)
         for (int i = 0; i < warmup && !s; i++) STEP();
         if (layers) dl4c_net_set_timing(net, tm);
+        /* Per step: each layer's forward and backward seconds, and the step's (for medians). */
+        int64_t cap = 1024;
+        double *per = malloc(sizeof(double) * (size_t)(cap * (2 * L + 1))), *prev = calloc((size_t)(2 * L), sizeof(double));
         const double t0 = dl4c_now();
         double t1 = t0;
-        while (!s && (max_steps ? steps < max_steps : (t1 = dl4c_now()) - t0 < seconds)) { STEP(); steps++; }
+        while (!s && (max_steps ? steps < max_steps : (t1 = dl4c_now()) - t0 < seconds)) {
+            const double ts = dl4c_now();
+            STEP();
+            if (steps == cap) {
+                cap *= 2;
+                double *np = realloc(per, sizeof(double) * (size_t)(cap * (2 * L + 1)));
+                if (!np) { fprintf(stderr, "step_bench: out of memory\n"); return 1; }
+                per = np;
+            }
+            double *row = per + steps * (2 * L + 1);
+            for (int i = 0; i < 2 * L; i++) { row[i] = tm[i] - prev[i]; prev[i] = tm[i]; }
+            row[2 * L] = dl4c_now() - ts;
+            steps++;
+        }
         if (max_steps) t1 = dl4c_now();
         dl4c_net_set_timing(net, NULL);
         if (s) {
@@ -121,20 +151,27 @@ int main(int argc, char **argv) {
         printf(", \"train\": {\"batch\": %d, \"warmup\": %d, \"steps\": %lld, \"seconds\": %.6f, \"images_per_s\": %.2f",
                B, warmup, (long long)steps, secs, (double)steps * B / secs);
         if (layers) {
+            /* fwd_s/bwd_s: the median over the timed steps (a step preempted on a shared machine
+             * does not move it); *_mean_s: the mean. */
+            double *col = malloc(sizeof(double) * (size_t)steps);
             printf(", \"layers\": [");
             double tot = 0;
             for (int i = 0; i < L; i++) {
                 double ff, bf;
                 layer_flops(net, i, B, &ff, &bf);
-                const double fs = tm[i] / steps, bs = tm[L + i] / steps;
+                const double fs = median_of(per, 2 * L + 1, i, steps, col), bs = median_of(per, 2 * L + 1, L + i, steps, col);
                 tot += fs + bs;
-                printf("%s{\"index\": %d, \"type\": \"%s\", \"fwd_s\": %.9f, \"bwd_s\": %.9f, \"fwd_flop\": %.0f, "
-                       "\"bwd_flop\": %.0f, \"fwd_gflops\": %.3f, \"bwd_gflops\": %.3f}", i ? ", " : "", i,
-                       dl4c_layer_type_str(dl4c_net_layer_info(net, i).type), fs, bs, ff, bf,
-                       ff ? ff / fs / 1e9 : 0, bf ? bf / bs / 1e9 : 0);
+                printf("%s{\"index\": %d, \"type\": \"%s\", \"fwd_s\": %.9f, \"bwd_s\": %.9f, \"fwd_mean_s\": %.9f, "
+                       "\"bwd_mean_s\": %.9f, \"fwd_flop\": %.0f, \"bwd_flop\": %.0f, \"fwd_gflops\": %.3f, "
+                       "\"bwd_gflops\": %.3f}", i ? ", " : "", i, dl4c_layer_type_str(dl4c_net_layer_info(net, i).type),
+                       fs, bs, tm[i] / steps, tm[L + i] / steps, ff, bf, ff ? ff / fs / 1e9 : 0, bf ? bf / bs / 1e9 : 0);
             }
-            printf("], \"layers_s\": %.9f, \"step_s\": %.9f", tot, secs / steps);
+            printf("], \"layers_s\": %.9f, \"step_s\": %.9f, \"step_median_s\": %.9f", tot, secs / steps,
+                   median_of(per, 2 * L + 1, 2 * L, steps, col));
+            free(col);
         }
+        free(per);
+        free(prev);
         printf("}");
     }
     if (all || infer_only) {   /* inference over the test set, with the weights trained so far */

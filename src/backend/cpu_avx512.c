@@ -74,6 +74,8 @@ typedef struct ukr_epi {
     const float *bias_col;       /* NULL or one per lane */
     int act;                     /* EPI_* */
     float scale;                 /* 0, or the result is acc * scale (an operand was scaled up) */
+    uint16_t *mask0, *mask1;     /* NULL, or row i's y > 0 bits of each half go to mask0/1[i*mask_ld] */
+    int64_t mask_ld;
 } ukr_epi;
 
 AVX512 INLINE __m512 epi_act_apply(__m512 v, int act) {
@@ -137,8 +139,14 @@ AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs,
             v0 = _mm512_add_ps(v0, bc0);
             v1 = _mm512_add_ps(v1, bc1);
         }
-        _mm512_mask_storeu_ps(e->c0 + i * e->ldc, m0, epi_act_apply(v0, e->act));
-        _mm512_mask_storeu_ps(e->c1 + i * e->ldc, m1, epi_act_apply(v1, e->act));
+        v0 = epi_act_apply(v0, e->act);
+        v1 = epi_act_apply(v1, e->act);
+        _mm512_mask_storeu_ps(e->c0 + i * e->ldc, m0, v0);
+        _mm512_mask_storeu_ps(e->c1 + i * e->ldc, m1, v1);
+        if (e->mask0) {
+            e->mask0[i * e->mask_ld] = _mm512_mask_cmp_ps_mask(m0, v0, _mm512_setzero_ps(), _CMP_GT_OQ);
+            if (m1) e->mask1[i * e->mask_ld] = _mm512_mask_cmp_ps_mask(m1, v1, _mm512_setzero_ps(), _CMP_GT_OQ);
+        }
     }
     return true;
 }
@@ -172,7 +180,9 @@ AVX512 INLINE bool ukr16_body(const int MR, int kc, const float *a, int64_t acs,
         __m512 v0 = c0[i];
         if (e->bias_row) v0 = _mm512_add_ps(v0, _mm512_set1_ps(e->bias_row[i]));
         if (e->bias_col) v0 = _mm512_add_ps(v0, bc0);
-        _mm512_mask_storeu_ps(e->c0 + i * e->ldc, m0, epi_act_apply(v0, e->act));
+        v0 = epi_act_apply(v0, e->act);
+        _mm512_mask_storeu_ps(e->c0 + i * e->ldc, m0, v0);
+        if (e->mask0) e->mask0[i * e->mask_ld] = _mm512_mask_cmp_ps_mask(m0, v0, _mm512_setzero_ps(), _CMP_GT_OQ);
     }
     return true;
 }
@@ -554,9 +564,43 @@ AVX512 static void im2col_gather(const dl4c_window *g, const float *x, int b0, i
     }
 }
 
+/* Stride 1 along rows of up to 32 outputs: two masked copies per output row, masks hoisted. */
+AVX512 static void im2col_s1(const dl4c_window *g, const float *x, int b0, int nb, float *col, int64_t ld) {
+    const int64_t P = (int64_t)g->oh * g->ow, HW = (int64_t)g->h * g->w;
+    for (int j = 0; j < g->kw; j++) {
+        const int ix0 = j - g->pl;   /* output ox reads input ix0 + ox */
+        __mmask16 lm0 = 0, lm1 = 0;
+        for (int l = 0; l < 16; l++) {
+            if (l < g->ow && ix0 + l >= 0 && ix0 + l < g->w) lm0 |= (__mmask16)(1u << l);
+            if (16 + l < g->ow && ix0 + 16 + l >= 0 && ix0 + 16 + l < g->w) lm1 |= (__mmask16)(1u << l);
+        }
+        const __mmask16 sm0 = lanes(g->ow), sm1 = lanes(g->ow - 16);
+        for (int c = 0; c < g->c; c++)
+            for (int i = 0; i < g->kh; i++) {
+                float *row = col + ((int64_t)(c * g->kh + i) * g->kw + j) * ld;
+                for (int bl = 0; bl < nb; bl++) {
+                    const float *xc = x + ((int64_t)(b0 + bl) * g->c + c) * HW + ix0;
+                    float *o = row + bl * P;
+                    for (int oy = 0; oy < g->oh; oy++, o += g->ow) {
+                        const int iy = oy * g->sh - g->pt + i;
+                        if (iy < 0 || iy >= g->h) {
+                            _mm512_mask_storeu_ps(o, sm0, _mm512_setzero_ps());
+                            _mm512_mask_storeu_ps(o + 16, sm1, _mm512_setzero_ps());
+                            continue;
+                        }
+                        const float *xr = xc + (int64_t)iy * g->w;
+                        _mm512_mask_storeu_ps(o, sm0, _mm512_maskz_loadu_ps(lm0, xr));
+                        if (sm1) _mm512_mask_storeu_ps(o + 16, sm1, _mm512_maskz_loadu_ps(lm1, xr + 16));
+                    }
+                }
+            }
+    }
+}
+
 AVX512 static void im2col_rows(const dl4c_window *g, const float *x, int b0, int nb, float *col, int64_t ld) {
     const int64_t P = (int64_t)g->oh * g->ow, HW = (int64_t)g->h * g->w;
     if (g->sw > 1 && HW < ((int64_t)1 << 30)) { im2col_gather(g, x, b0, nb, col, ld); return; }
+    if (g->sw == 1 && g->ow <= 32) { im2col_s1(g, x, b0, nb, col, ld); return; }
     for (int j = 0; j < g->kw; j++) {
         gather_plan plan;
         const bool planned = gather_plan_make(&plan, j - g->pl, g->sw, g->w, g->ow);
@@ -589,12 +633,18 @@ AVX512 static void im2col_rows(const dl4c_window *g, const float *x, int b0, int
     }
 }
 
-/* ---- patch im2col [q][K] (one row per output position) and its adjoint ----
- * colT[q*K + (c*kh + i)*kw + j] = x[b, c, oy*sh - pt + i, ox*sw - pl + j] (0 outside). */
+/* ---- patch im2col: one row of K per output position q, in panels of 32 columns ----
+ * colT[(kk/32)*NP*32 + q*32 + kk%32] = x[b, c, oy*sh - pt + i, ox*sw - pl + j] for
+ * kk = (c*kh + i)*kw + j (0 outside), q = b*P + oy*ow + ox, NP rows in all: each panel is a
+ * contiguous [NP][32] operand of the dW product. Rows [q0, q0 + nb*P) for images [b0, b0+nb). */
 #define IM2ROW_GATHER_K 4096   /* window sizes up to this take the gather path */
-AVX512 static void im2row_gather(const dl4c_window *g, const float *x, int b0, int nb, float *colT) {
+static float *panel_at(float *base, int64_t NP, int64_t q, int64_t kk) {
+    return base + (kk / 32) * NP * 32 + q * 32 + kk % 32;
+}
+
+AVX512 static void im2row_gather(const dl4c_window *g, const float *x, int b0, int nb, float *colT, int64_t NP) {
     const int K = g->c * g->kh * g->kw;
-    const int64_t HW = (int64_t)g->h * g->w;
+    const int64_t HW = (int64_t)g->h * g->w, P = (int64_t)g->oh * g->ow;
     /* Per element kk = (c, i, j) of a window: its offset c*HW + i*w + j, and i, j. */
     int off[IM2ROW_GATHER_K + 16], ii[IM2ROW_GATHER_K + 16], jj[IM2ROW_GATHER_K + 16];
     for (int kk = 0; kk < K + 16; kk++) {
@@ -608,7 +658,7 @@ AVX512 static void im2row_gather(const dl4c_window *g, const float *x, int b0, i
         const float *xb = x + (int64_t)(b0 + bl) * g->c * HW;
         for (int oy = 0; oy < g->oh; oy++)
             for (int ox = 0; ox < g->ow; ox++) {
-                float *dst = colT + ((int64_t)bl * g->oh * g->ow + (int64_t)oy * g->ow + ox) * K;
+                const int64_t q = (int64_t)(b0 + bl) * P + (int64_t)oy * g->ow + ox;
                 const int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
                 const __m512i base = _mm512_set1_epi32(iy0 * g->w + ix0);
                 for (int k0 = 0; k0 < K; k0 += 16) {
@@ -621,41 +671,28 @@ AVX512 static void im2row_gather(const dl4c_window *g, const float *x, int b0, i
                              _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32(g->w));
                     }
                     const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(off + k0), base);
-                    _mm512_mask_storeu_ps(dst + k0, st, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, xb, 4));
+                    _mm512_mask_storeu_ps(panel_at(colT, NP, q, k0), st, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, xb, 4));
                 }
             }
     }
 }
 
-AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, float *colT) {
-    const int64_t K = (int64_t)g->c * g->kh * g->kw, HW = (int64_t)g->h * g->w;
-    if (K <= IM2ROW_GATHER_K && (int64_t)g->c * HW < ((int64_t)1 << 30)) { im2row_gather(g, x, b0, nb, colT); return; }
-    const bool vec = g->kw <= 16;
-    for (int bl = 0; bl < nb; bl++) {
+AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, float *colT, int64_t NP) {
+    const int64_t K = (int64_t)g->c * g->kh * g->kw, HW = (int64_t)g->h * g->w, P = (int64_t)g->oh * g->ow;
+    if (K <= IM2ROW_GATHER_K && (int64_t)g->c * HW < ((int64_t)1 << 30)) { im2row_gather(g, x, b0, nb, colT, NP); return; }
+    for (int bl = 0; bl < nb; bl++) {   /* large windows: one element at a time */
         const float *xb = x + (int64_t)(b0 + bl) * g->c * HW;
         for (int oy = 0; oy < g->oh; oy++)
             for (int ox = 0; ox < g->ow; ox++) {
-                float *dst = colT + ((int64_t)bl * g->oh * g->ow + (int64_t)oy * g->ow + ox) * K;
-                const int ixs = ox * g->sw - g->pl;
-                __mmask16 ld = 0;
-                for (int j = 0; j < g->kw && vec; j++)
-                    if (ixs + j >= 0 && ixs + j < g->w) ld |= (__mmask16)(1u << j);
-                const __mmask16 st = lanes(g->kw);
+                const int64_t q = (int64_t)(b0 + bl) * P + (int64_t)oy * g->ow + ox;
+                int64_t kk = 0;
                 for (int c = 0; c < g->c; c++)
-                    for (int i = 0; i < g->kh; i++, dst += g->kw) {
-                        const int iy = oy * g->sh - g->pt + i;
-                        if (iy < 0 || iy >= g->h) {
-                            for (int j = 0; j < g->kw; j++) dst[j] = 0.0f;
-                            continue;
+                    for (int i = 0; i < g->kh; i++)
+                        for (int j = 0; j < g->kw; j++, kk++) {
+                            const int iy = oy * g->sh - g->pt + i, ix = ox * g->sw - g->pl + j;
+                            *panel_at(colT, NP, q, kk) =
+                                iy >= 0 && iy < g->h && ix >= 0 && ix < g->w ? xb[c * HW + (int64_t)iy * g->w + ix] : 0.0f;
                         }
-                        const float *xr = xb + c * HW + (int64_t)iy * g->w + ixs;
-                        if (vec) {
-                            _mm512_mask_storeu_ps(dst, st, _mm512_maskz_loadu_ps(ld, xr));
-                        } else {
-                            for (int j = 0; j < g->kw; j++)
-                                dst[j] = ixs + j >= 0 && ixs + j < g->w ? xr[j] : 0.0f;
-                        }
-                    }
             }
     }
 }
@@ -753,7 +790,7 @@ typedef struct conv_job {
     int words;                   /* mask words per (image, channel): ceil(P / 16) */
     float *dx;
     float *partial;              /* dot dW: [group][out][K] */
-    float *dzT, *colT;           /* outer dW: [NP][out], [NP][K] */
+    float *dzT, *colT;           /* outer dW: [NP][out], col^T in panels [K/32][NP][32] */
     float *dw;
     int mr_w, n_mb_w, n_panels_w, pan_per_task;
 } conv_job;
@@ -808,6 +845,11 @@ AVX512 static void conv_fwd_task(void *ctx, int task) {
             if (direct) {
                 e.c0 = J->y + ((int64_t)(b0 + ba) * out + i0) * P + pa;
                 e.c1 = nn > 16 ? J->y + ((int64_t)(b0 + bb) * out + i0) * P + pb : e.c0;
+                if (J->mask && P % 16 == 0) {   /* the halves start on mask words */
+                    e.mask0 = J->mask + ((int64_t)(b0 + ba) * out + i0) * J->words + pa / 16;
+                    e.mask1 = J->mask + ((int64_t)(b0 + bb) * out + i0) * J->words + pb / 16;
+                    e.mask_ld = J->words;
+                }
                 ukr2(mr, J->K, a, mr, b, Q, &e);
                 continue;
             }
@@ -823,7 +865,7 @@ AVX512 static void conv_fwd_task(void *ctx, int task) {
     }
     if (J->post_act)
         dl4c_cpu_act_forward(NULL, J->a, J->y + (int64_t)b0 * out * P, 1, (int64_t)nb * out * P);
-    if (J->mask)
+    if (J->mask && P % 16 != 0)   /* else written by the epilogue */
         for (int64_t r = (int64_t)b0 * out; r < (int64_t)(b0 + nb) * out; r++)
             for (int v = 0; v < J->words; v++) {
                 const __mmask16 m = lanes(P - 16 * v);
@@ -1080,7 +1122,7 @@ AVX512 static void conv_rows_task(void *ctx, int task) {
     const int b0 = task * J->G, nb = imin(J->G, g->n - b0), P = J->P, out = J->out;
     for (int bl = 0; bl < nb; bl++)
         transpose(J->dz + (int64_t)(b0 + bl) * out * P, P, J->dzT + (int64_t)(b0 + bl) * P * out, out, out, P);
-    im2row(g, J->x, b0, nb, J->colT + (int64_t)b0 * P * J->K);
+    im2row(g, J->x, b0, nb, J->colT, (int64_t)g->n * P);
 }
 
 /* Phase 2: dW tiles, one chain over the batch each. */
@@ -1093,7 +1135,7 @@ AVX512 static void conv_outer_task(void *ctx, int task) {
         const int j0 = p * 32, nn = J->K - j0;
         ukr_epi e = {.c0 = J->dw + (int64_t)i0 * J->K + j0, .ldc = J->K, .m0 = lanes(nn), .m1 = lanes(nn - 16)};
         e.c1 = e.c0 + 16;
-        ukr(mr, NP, J->dzT + i0, J->out, J->colT + j0, J->K, &e);
+        ukr(mr, NP, J->dzT + i0, J->out, J->colT + (int64_t)p * NP * 32, 32, &e);
     }
 }
 
@@ -1113,7 +1155,7 @@ AVX512 static void conv_dx_task(void *ctx, int task) {
                 const int nn = K - j0;
                 ukr_epi e = {.c0 = dcolT + ((int64_t)bl * P + p0) * K + j0, .ldc = K, .m0 = lanes(nn), .m1 = lanes(nn - 16)};
                 e.c1 = e.c0 + 16;
-                ukr2(r, out, (operand){.p = dzb + p0}, P, operand_at(J->wb, j0), K, &e);
+                ukr2(r, out, (operand){.p = dzb + p0}, P, operand_at(J->wb, (int64_t)(j0 / 32) * out * 32), 32, &e);
             }
         }
     }
@@ -1129,7 +1171,7 @@ static void avx_conv2d_sizes(const dl4c_backend *be, const dl4c_window *g, int o
     const int64_t K = (int64_t)g->c * g->kh * g->kw, P = (int64_t)g->oh * g->ow, NP = g->n * P;
     *saved = relu_mask_floats(g, out);
     if (conv_dot_path(g, out)) *scratch = cdiv(g->n, dot_group_images(g)) * out * (K + 2) + 32;
-    else *scratch = NP * (out + K);
+    else *scratch = NP * (out + cdiv(K, 32) * 32);
 }
 
 AVX512 static void avx_conv2d_backward_act(const dl4c_backend *be, const dl4c_window *g, int out,
@@ -1176,7 +1218,18 @@ AVX512 static void avx_conv2d_backward_act(const dl4c_backend *be, const dl4c_wi
     }
     /* 3. dx. */
     if (dx) {
-        J.wb = operand_of(w, out, K, K, 2);
+        /* W in panels [K/32][out][32] (rows K apart would defeat the prefetcher). */
+        const int npan = (int)cdiv(K, 32);
+        float *wp = dl4c_cpu_arena(2, (int64_t)npan * out * 32);
+        DL4C_ASSERT(wp);
+        for (int pi = 0; pi < npan; pi++)
+            for (int o = 0; o < out; o++) {
+                const float *src = w + (int64_t)o * K + pi * 32;
+                float *dst = wp + ((int64_t)pi * out + o) * 32;
+                _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps(lanes(K - pi * 32), src));
+                _mm512_storeu_ps(dst + 16, _mm512_maskz_loadu_ps(lanes(K - pi * 32 - 16), src + 16));
+            }
+        J.wb = operand_of(wp, 1, (int64_t)npan * out * 32, (int64_t)npan * out * 32, 4);
         J.G = conv_group_images(g, 16384);
         if (T > 1 && cdiv(g->n, J.G) < 2 * T) J.G = imax(1, (int)cdiv(g->n, 2 * T));
         J.n_groups = (int)cdiv(g->n, J.G);
