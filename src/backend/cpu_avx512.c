@@ -1404,6 +1404,94 @@ AVX512 static void pool_bwd_task(void *ctx, int task) {
     }
 }
 
+/* ---- 2x2 windows, stride 2, no padding (the usual pooling): each row pair's 2*cnt inputs come
+ * with two loads per row and an even/odd permute, the first window position needs no compare,
+ * and when the windows tile the plane the backward writes every dx element (no memset). The
+ * same operations as the general path, so the same floats. */
+static bool pool_2x2(const dl4c_window *g) {
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->pt == 0 && g->pl == 0 &&
+           2 * g->oh <= g->h && 2 * g->ow <= g->w;
+}
+
+AVX512 static void pool_fwd_2x2_task(void *ctx, int task) {
+    const pool_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const bool mx = J->p == DL4C_POOL_MAX;
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512 inv = _mm512_set1_ps(0.25f);
+    const int64_t lo = task * J->per_task, hi = lo + J->per_task < J->planes ? lo + J->per_task : J->planes;
+    for (int64_t bc = lo; bc < hi; bc++) {
+        const float *xc = J->x + bc * g->h * g->w;
+        float *yc = J->out + bc * g->oh * g->ow;
+        uint8_t *ac = J->arg ? J->arg + bc * g->oh * g->ow : NULL;
+        for (int oy = 0; oy < g->oh; oy++) {
+            const float *r0 = xc + (int64_t)(2 * oy) * g->w, *r1 = r0 + g->w;
+            for (int ox0 = 0; ox0 < g->ow; ox0 += 16) {
+                const int cnt = imin(16, g->ow - ox0);
+                const __mmask16 la = lanes(2 * cnt), lb = lanes(2 * cnt - 16), st = lanes(cnt);
+                const __m512 a0 = _mm512_maskz_loadu_ps(la, r0 + 2 * ox0), a1 = _mm512_maskz_loadu_ps(lb, r0 + 2 * ox0 + 16);
+                const __m512 b0 = _mm512_maskz_loadu_ps(la, r1 + 2 * ox0), b1 = _mm512_maskz_loadu_ps(lb, r1 + 2 * ox0 + 16);
+                const __m512 t[4] = {_mm512_permutex2var_ps(a0, ev, a1), _mm512_permutex2var_ps(a0, od, a1),
+                                     _mm512_permutex2var_ps(b0, ev, b1), _mm512_permutex2var_ps(b0, od, b1)};
+                __m512 acc;
+                if (mx) {
+                    acc = t[0];
+                    __m512i best = _mm512_setzero_si512();
+                    for (int k = 1; k < 4; k++) {
+                        const __mmask16 up = _mm512_cmp_ps_mask(t[k], acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(t[k], t[k], _CMP_UNORD_Q);
+                        acc = _mm512_mask_mov_ps(acc, up, t[k]);
+                        best = _mm512_mask_mov_epi32(best, up, _mm512_set1_epi32(k));
+                    }
+                    if (ac) _mm_mask_storeu_epi8(ac + (int64_t)oy * g->ow + ox0, st, _mm512_cvtepi32_epi8(best));
+                } else {   /* 0 + t0 + t1 + t2 + t3, as the portable loop */
+                    acc = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_setzero_ps(), t[0]), t[1]), t[2]), t[3]);
+                    acc = _mm512_mul_ps(acc, inv);
+                }
+                _mm512_mask_storeu_ps(yc + (int64_t)oy * g->ow + ox0, st, acc);
+            }
+        }
+    }
+}
+
+AVX512 static void pool_bwd_2x2_task(void *ctx, int task) {
+    const pool_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const bool mx = J->p == DL4C_POOL_MAX;
+    const __m512 inv = _mm512_set1_ps(0.25f), zero = _mm512_setzero_ps();
+    const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i ihi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const bool tiled = 2 * g->oh == g->h && 2 * g->ow == g->w;
+    const int64_t lo = task * J->per_task, hi = lo + J->per_task < J->planes ? lo + J->per_task : J->planes;
+    for (int64_t bc = lo; bc < hi; bc++) {
+        float *dxc = J->dx + bc * g->h * g->w;
+        const float *dyc = J->dy + bc * g->oh * g->ow;
+        const uint8_t *ac = J->argr + bc * g->oh * g->ow;
+        if (!tiled) memset(dxc, 0, sizeof(float) * (size_t)(g->h * g->w));
+        for (int oy = 0; oy < g->oh; oy++) {
+            float *r0 = dxc + (int64_t)(2 * oy) * g->w, *r1 = r0 + g->w;
+            for (int ox0 = 0; ox0 < g->ow; ox0 += 16) {
+                const int cnt = imin(16, g->ow - ox0);
+                const __mmask16 la = lanes(2 * cnt), lb = lanes(2 * cnt - 16);
+                const __m512 d = _mm512_maskz_loadu_ps(lanes(cnt), dyc + (int64_t)oy * g->ow + ox0);
+                __m512 t[4];
+                if (mx) {
+                    const __m512i best = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes(cnt), ac + (int64_t)oy * g->ow + ox0));
+                    for (int k = 0; k < 4; k++)   /* 0 + d at the arg max, as dx = 0 then dx += d */
+                        t[k] = _mm512_add_ps(zero, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(best, _mm512_set1_epi32(k)), d));
+                } else {
+                    const __m512 v = _mm512_add_ps(zero, _mm512_mul_ps(d, inv));
+                    t[0] = t[1] = t[2] = t[3] = v;
+                }
+                _mm512_mask_storeu_ps(r0 + 2 * ox0, la, _mm512_permutex2var_ps(t[0], ilo, t[1]));
+                _mm512_mask_storeu_ps(r0 + 2 * ox0 + 16, lb, _mm512_permutex2var_ps(t[0], ihi, t[1]));
+                _mm512_mask_storeu_ps(r1 + 2 * ox0, la, _mm512_permutex2var_ps(t[2], ilo, t[3]));
+                _mm512_mask_storeu_ps(r1 + 2 * ox0 + 16, lb, _mm512_permutex2var_ps(t[2], ihi, t[3]));
+            }
+        }
+    }
+}
+
 static int64_t pool_tasks(pool_job *J, const dl4c_window *g) {
     J->planes = (int64_t)g->n * g->c;
     const int64_t per_plane = (int64_t)g->h * g->w;
@@ -1435,7 +1523,7 @@ static void avx_pool_forward_saved(const dl4c_backend *be, dl4c_pooling p, const
         memset(saved, 0, sizeof(pool_hdr));
         J.arg = (uint8_t *)(saved + POOL_HDR_FLOATS);
     }
-    dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_fwd_task, &J);
+    dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_2x2(g) ? pool_fwd_2x2_task : pool_fwd_task, &J);
     if (J.arg) memcpy(saved, &(pool_hdr){.x = x, .y = y, .n = g->n}, sizeof(pool_hdr));
 }
 
@@ -1455,7 +1543,8 @@ static void avx_pool_backward_saved(const dl4c_backend *be, dl4c_pooling p, cons
         memcpy(&h, saved, sizeof h);
         if (h.x == x && h.y == y && h.n == g->n) J.argr = (const uint8_t *)(saved + POOL_HDR_FLOATS);
     }
-    dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_bwd_task, &J);
+    const bool fast = pool_2x2(g) && (p == DL4C_POOL_AVG || J.argr);
+    dl4c_cpu_parallel((int)pool_tasks(&J, g), fast ? pool_bwd_2x2_task : pool_bwd_task, &J);
 }
 
 static void avx_pool_backward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
@@ -1489,6 +1578,10 @@ AVX512 INLINE __m512d rf(__m512d d) {
                                      _mm512_set1_pd(0x1p-149));
     return _mm512_mask_blend_pd(small, rn, rs);
 }
+
+/* rf for a value known to round to a normal float or zero (a square root of a float, a sum
+ * with a normal epsilon): one conversion each way. */
+AVX512 INLINE __m512d rfn(__m512d d) { return _mm512_cvtps_pd(_mm512_cvtpd_ps(d)); }
 
 /* Doubles holding float values -> floats (subnormals built from their integer bits). */
 AVX512 INLINE __m256 d2f(__m512d d) {
@@ -1623,7 +1716,9 @@ AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
 }
 
 AVX512 static __m512d reg_grad_exact8(const ew_job *J, __m512d dw, __m512d w, __m512d sg) {
-    const __m512d t = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(J->l2), w)), rf(_mm512_mul_pd(D(J->l1), sg))));
+    /* l1 = 0: l1 sign(w) is +-0 exactly, and adding it to a float is exact */
+    const __m512d t = J->l1 == 0 ? _mm512_add_pd(rf(_mm512_mul_pd(D(J->l2), w)), _mm512_mul_pd(D(J->l1), sg))
+                                 : rf(_mm512_add_pd(rf(_mm512_mul_pd(D(J->l2), w)), rf(_mm512_mul_pd(D(J->l1), sg))));
     return rf(_mm512_add_pd(dw, t));
 }
 
@@ -1642,13 +1737,14 @@ AVX512 static void update_exact8(const ew_job *J, __m512d *p, __m512d g, __m512d
     }
     case DL4C_ADAGRAD: {
         *s = rf(_mm512_add_pd(*s, rf(_mm512_mul_pd(g, g))));
-        const __m512d den = rf(_mm512_add_pd(rf(_mm512_sqrt_pd(*s)), D(c->epsilon)));
+        /* sqrt of a float >= 0 is 0 or >= 2^-75, plus epsilon: normal */
+        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(*s)), D(c->epsilon)));
         *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(rf(_mm512_mul_pd(lr, g)), den))));
         break;
     }
     case DL4C_RMSPROP: {
         *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->rho), *s)), rf(_mm512_mul_pd(rf(_mm512_mul_pd(D(1 - c->rho), g)), g))));
-        const __m512d den = rf(_mm512_add_pd(rf(_mm512_sqrt_pd(*s)), D(c->epsilon)));
+        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(*s)), D(c->epsilon)));
         *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(rf(_mm512_mul_pd(lr, g)), den))));
         break;
     }
@@ -1656,7 +1752,7 @@ AVX512 static void update_exact8(const ew_job *J, __m512d *p, __m512d g, __m512d
         *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->beta1), *s)), rf(_mm512_mul_pd(D(1 - c->beta1), g))));
         *v = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->beta2), *v)), rf(_mm512_mul_pd(rf(_mm512_mul_pd(D(1 - c->beta2), g)), g))));
         const __m512d num = rf(_mm512_mul_pd(lr, rf(_mm512_div_pd(*s, D(J->bc1)))));
-        const __m512d den = rf(_mm512_add_pd(rf(_mm512_sqrt_pd(rf(_mm512_div_pd(*v, D(J->bc2))))), D(c->epsilon)));
+        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(rf(_mm512_div_pd(*v, D(J->bc2))))), D(c->epsilon)));
         *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(num, den))));
         break;
     }
