@@ -19,13 +19,14 @@ Once: peak memory (max RSS) of `dl4c train lenet --epochs 1 --workers 1` and of 
 doing the same job (load the data, train, test accuracy; its epoch stopped after 400 minibatches:
 its peak is reached within the first steps, and a whole epoch takes minutes on a loaded machine).
 
-usage: bench/speed.py [--build DIR] [--rounds R] [--quick] [--skip-memory]
+usage: bench/speed.py [--build DIR] [--data DIR] [--rounds R] [--quick] [--skip-memory]
+Without PyTorch (DL4C_TORCH_PYTHON names another interpreter) only dl4c's side is measured.
 Prints tables; the last line is BENCH_JSON {...} (bench/run.py stores it in latest.json)."""
 import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
-TORCH_PY = "/usr/bin/python3"
+TORCH_PY = os.environ.get("DL4C_TORCH_PYTHON", "/usr/bin/python3")   # Debian's, with python3-torch
 NETS = {  # name: (config, warm-up steps, timed steps, inference batches)
     "lenet": ("examples/lenet.json", 100, 300, 20),
     "mlp": ("examples/mlp.json", 50, 150, 20),
@@ -73,6 +74,7 @@ def cpu_model():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--data", default=DATA)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="1 round, LeNet only, no memory run")
     ap.add_argument("--skip-memory", action="store_true")
@@ -83,20 +85,19 @@ def main():
     for f in (step_bench, sgemm_bench, dl4c):
         if not os.path.exists(f):
             raise SystemExit(f"speed.py: {f} is missing (build first: make)")
-    if not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")):
-        print(f"speed.py: no Fashion-MNIST in {DATA} (make setup): section skipped")
+    data = a.data
+    if not os.path.exists(os.path.join(data, "train-images-idx3-ubyte.gz")):
+        print(f"speed.py: no Fashion-MNIST in {data} (make setup): section skipped")
         print("BENCH_JSON null")
         return 0
     tv = subprocess.run([TORCH_PY, "-c", "import torch; print(torch.__version__)"], stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL, text=True)
-    if tv.returncode != 0:
-        print(f"speed.py: {TORCH_PY} cannot import torch (Debian's python3-torch; make setup): section skipped")
-        print("BENCH_JSON null")
-        return 0
-    torch_version = tv.stdout.strip()
+    torch_version = tv.stdout.strip() if tv.returncode == 0 else None
+    if not torch_version:
+        print(f"speed.py: {TORCH_PY} cannot import torch (Debian's python3-torch; make setup): dl4c's side only")
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "uname": " ".join(os.uname()),
                "torch": torch_version, "load_before": os.getloadavg()[0]}
-    print(f"\n== speed: dl4c vs PyTorch {torch_version} on {machine['cpu']} ({machine['cores']} cores), "
+    print(f"\n== speed: dl4c vs {'PyTorch ' + torch_version if torch_version else '(no PyTorch)'} on {machine['cpu']} ({machine['cores']} cores), "
           f"{rounds} interleaved round(s); load average {machine['load_before']:.2f} ==", flush=True)
 
     R = {"ceiling": {1: [], 2: []}, "runs": [], "workers": []}
@@ -109,15 +110,15 @@ def main():
                 for t in (1, 2):
                     common = ["--config", conf, "--threads", str(t), "--warmup", str(warm), "--steps", str(steps),
                               "--infer-steps", str(inf)]
-                    d = run_json([step_bench, "--mode", "all", "--data", DATA] + common)
-                    p = run_json([TORCH_PY, "bench/torch_peer.py", "--data", DATA] + common)
+                    d = run_json([step_bench, "--mode", "all", "--data", data] + common)
+                    p = run_json([TORCH_PY, "bench/torch_peer.py", "--data", data] + common) if torch_version else None
                     R["runs"].append({"round": r, "net": name, "threads": t, "dl4c": d, "torch": p,
                                       "ceiling": R["ceiling"][t][-1]})
             if "lenet" in nets:
                 w = {}
                 for label, workers, threads in (("1w1t", 1, 1), ("1w2t", 1, 2), ("2w2t", 2, 2)):
                     m = os.path.join(tmp, f"w{label}.jsonl")
-                    subprocess.run([dl4c, "train", "examples/lenet.json", "--data", DATA, "-q", "--epochs", "1",
+                    subprocess.run([dl4c, "train", "examples/lenet.json", "--data", data, "-q", "--epochs", "1",
                                     "--workers", str(workers), "--threads", str(threads), "--metrics-out", m],
                                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
                     ep = [json.loads(l) for l in open(m) if '"epoch"' in l][-1]
@@ -127,11 +128,13 @@ def main():
                   flush=True)
         mem = None
         if not a.quick and not a.skip_memory:
-            d_rss, d_s = peak_rss([dl4c, "train", "examples/lenet.json", "--data", DATA, "-q", "--epochs", "1",
+            d_rss, d_s = peak_rss([dl4c, "train", "examples/lenet.json", "--data", data, "-q", "--epochs", "1",
                                    "--workers", "1", "--threads", "1", "-o", os.path.join(tmp, "m.safetensors")])
-            p_rss, p_s = peak_rss([TORCH_PY, "bench/torch_peer.py", "--config", "examples/lenet.json", "--data", DATA,
-                                   "--threads", "1", "--job", "--job-steps", str(MEMORY_TORCH_STEPS)])
-            mem = {"dl4c_mib": d_rss, "torch_mib": p_rss, "ratio": d_rss / p_rss, "dl4c_s": d_s, "torch_s": p_s}
+            mem = {"dl4c_mib": d_rss, "dl4c_s": d_s}
+            if torch_version:
+                p_rss, p_s = peak_rss([TORCH_PY, "bench/torch_peer.py", "--config", "examples/lenet.json", "--data",
+                                       data, "--threads", "1", "--job", "--job-steps", str(MEMORY_TORCH_STEPS)])
+                mem.update({"torch_mib": p_rss, "ratio": d_rss / p_rss, "torch_s": p_s})
 
     # ---- tables ----
     def runs(net, t):
@@ -150,11 +153,12 @@ def main():
             for mode in ("train", "infer"):
                 rs = runs(net, t)
                 dv = [x["dl4c"][mode]["images_per_s"] for x in rs]
-                pv = [x["torch"][mode]["images_per_s"] for x in rs]
-                ratio = [x["dl4c"][mode]["images_per_s"] / x["torch"][mode]["images_per_s"] for x in rs]
+                pv = [x["torch"][mode]["images_per_s"] for x in rs if x["torch"]]
+                ratio = [x["dl4c"][mode]["images_per_s"] / x["torch"][mode]["images_per_s"] for x in rs if x["torch"]]
                 summary["networks"].setdefault(net, {}).setdefault(mode, {})[t] = {
                     "dl4c": dv, "torch": pv, "ratio": ratio, "dl4c_median": med(dv), "torch_median": med(pv),
-                    "ratio_median": med(ratio), "ratio_min": min(ratio), "ratio_max": max(ratio)}
+                    "ratio_median": med(ratio), "ratio_min": min(ratio) if ratio else None,
+                    "ratio_max": max(ratio) if ratio else None}
                 print(f"{net:<8} {mode:<6} {t:>2} {spread(dv):>24} {spread(pv):>24} {spread(ratio, '{:.2f}'):>20}")
 
     # Per-layer FLOP/s of the training step (LeNet and the others), as a share of the ceiling.
@@ -195,7 +199,10 @@ def main():
         summary["workers"]["ratio_1w2t_over_1w1t"] = r12
         print(f"  2 workers / 1 worker (1 thread): {spread(r2, '{:.2f}')};  1 worker on 2 threads / 1 thread: "
               f"{spread(r12, '{:.2f}')}")
-    if mem:
+    if mem and "torch_mib" not in mem:
+        print(f"\npeak memory (max RSS), LeNet on all of Fashion-MNIST + test evaluation: dl4c train (1 epoch) "
+              f"{mem['dl4c_mib']:.0f} MiB ({mem['dl4c_s']:.0f} s)")
+    elif mem:
         print(f"\npeak memory (max RSS), LeNet on all of Fashion-MNIST + test evaluation: dl4c train (1 epoch) "
               f"{mem['dl4c_mib']:.0f} MiB ({mem['dl4c_s']:.0f} s), PyTorch process ({MEMORY_TORCH_STEPS} steps) "
               f"{mem['torch_mib']:.0f} MiB ({mem['torch_s']:.0f} s): ratio {mem['ratio']:.2f}")
@@ -205,8 +212,9 @@ def main():
     for mode in ("train", "infer"):
         for t in (1, 2):
             n = summary["networks"]["lenet"][mode][t]
-            tg[f"lenet_{mode}_{t}t"] = {"target": TARGETS[mode], "median": n["ratio_median"], "min": n["ratio_min"],
-                                        "met": n["ratio_median"] >= TARGETS[mode]}
+            if n["ratio"]:
+                tg[f"lenet_{mode}_{t}t"] = {"target": TARGETS[mode], "median": n["ratio_median"],
+                                            "min": n["ratio_min"], "met": n["ratio_median"] >= TARGETS[mode]}
     worst = None
     for t in (1, 2):
         for row in summary["layers"].get("lenet", {}).get(t, []):
@@ -220,7 +228,7 @@ def main():
         tg["lenet_layers_share_of_ceiling"] = {"target": TARGETS["ceiling_share"], "lowest": worst[0],
                                                "where": f"{worst[2]} {worst[3]}, {worst[1]} thread(s)",
                                                "met": worst[0] >= TARGETS["ceiling_share"]}
-    if mem:
+    if mem and "ratio" in mem:
         tg["memory"] = {"target": TARGETS["memory"], "ratio": mem["ratio"], "met": mem["ratio"] <= TARGETS["memory"]}
     if R["workers"]:
         v = summary["workers"]["ratio_2w_over_1w1t"]
