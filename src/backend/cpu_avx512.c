@@ -1553,7 +1553,7 @@ static void avx_pool_backward(const dl4c_backend *be, dl4c_pooling p, const dl4c
 }
 
 /* ---- elementwise: the portable ops' operations, 16 lanes at a time ---- */
-#define EW_CHUNK 32768   /* elements per task of the elementwise loops */
+#define EW_CHUNK 8192    /* elements per task of the elementwise loops */
 
 typedef struct ew_job {
     int op;                          /* what to do (EW_*) */

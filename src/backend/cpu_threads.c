@@ -8,6 +8,7 @@
  * SPIN_SECONDS). When the caller keeps waiting at
  * the end of loops for a helper that was preempted in the middle of a task (more runnable
  * threads than cores), the next loops run on the caller alone for a while. */
+#define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
 #include "backend/cpu_internal.h"
 
 #include <pthread.h>
@@ -23,10 +24,14 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Helpers spin this long after a loop before they sleep (seconds). On a machine with more
- * runnable threads than cores a spinning helper takes the core from the caller: measured on
- * a loaded 2-core machine, 0 was best (LeNet steps 20-30% faster than with 20-200 us). */
-#define SPIN_SECONDS 0.0
+/* Helpers spin this long after a loop before they sleep (seconds), while the machine has idle
+ * cores (load average below the CPUs this process may use, checked every LOAD_CHECK_SECONDS):
+ * a training step runs one loop after another, and a wake-up costs more than the gap. On a
+ * machine with more runnable threads than cores a spinning helper takes the core from the
+ * caller (measured on a loaded 2-core machine: LeNet steps 20-30% slower with 20-200 us), so
+ * there helpers sleep at once. */
+#define SPIN_SECONDS 5e-5
+#define LOAD_CHECK_SECONDS 0.25
 /* A loop whose caller waited for helpers longer than this and than it worked itself is late;
  * after LATE_LOOPS late loops in a row, SERIAL_LOOPS loops run on the caller alone. */
 #define LATE_SECONDS 3e-5
@@ -46,6 +51,8 @@ typedef struct pool {
     _Atomic int threads;              /* threads wanted, caller included */
     int started;                      /* helpers created (guarded by use) */
     int late;                         /* late loops in a row (guarded by use) */
+    _Atomic int spin_us;              /* how long helpers spin now (0: the machine is busy) */
+    double load_checked;              /* when the load was last checked (guarded by use) */
     int serial;                       /* loops left to run on the caller alone (guarded by use) */
     pthread_t tids[DL4C_CPU_MAX_THREADS];
 } pool;
@@ -92,8 +99,9 @@ static void *helper_main(void *arg) {
     pool *p = arg;
     for (;;) {
         run_tasks(p);
-        if (SPIN_SECONDS > 0) {
-            const double until = seconds_now() + SPIN_SECONDS;
+        const int spin_us = atomic_load_explicit(&p->spin_us, memory_order_relaxed);
+        if (spin_us > 0) {
+            const double until = seconds_now() + 1e-6 * spin_us;
             int spins = 0;
             while (!tasks_left(p)) {
                 CPU_RELAX();
@@ -131,6 +139,17 @@ void dl4c_cpu_parallel(int n_tasks, dl4c_cpu_task fn, void *ctx) {
         pthread_mutex_unlock(&p->use);
         for (int t = 0; t < n_tasks; t++) fn(ctx, t);
         return;
+    }
+    const double now = seconds_now();
+    if (now - p->load_checked > LOAD_CHECK_SECONDS) {   /* idle cores: let helpers spin */
+        p->load_checked = now;
+        double load = 1e9;
+        cpu_set_t set;
+        const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        if (getloadavg(&load, 1) == 1 && load < cpus - 0.5)
+            atomic_store_explicit(&p->spin_us, (int)(SPIN_SECONDS * 1e6), memory_order_relaxed);
+        else
+            atomic_store_explicit(&p->spin_us, 0, memory_order_relaxed);
     }
     /* Helpers are created on first need and then kept (they sleep when idle). The number of
      * helpers that run is not limited to threads - 1 once more exist: results do not depend
