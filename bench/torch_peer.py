@@ -186,7 +186,7 @@ def main():
     print(json.dumps({
         "peer": "torch", "torch": torch.__version__, "config": a.config, "threads": a.threads,
         "train": {"batch": B, "warmup": a.warmup, "steps": a.steps, "seconds": train_s,
-                  "images_per_s": a.steps * B / train_s, "loss": float(loss)},
+                  "images_per_s": a.steps * B / train_s, "loss": float(loss.detach())},
         "infer": {"batch": IB, "steps": a.infer_steps, "seconds": infer_s,
                   "images_per_s": a.infer_steps * IB / infer_s}}))
     return 0

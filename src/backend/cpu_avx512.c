@@ -394,6 +394,8 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
     return o;
 }
 
+#define KC 256   /* depth of the k slices of large products */
+
 AVX512 static void gemm_task(void *ctx, int task) {
     const gemm_job *j = ctx;
     const int n_mgroups = (int)cdiv(j->n_mb, j->mb_per_task);
@@ -403,6 +405,27 @@ AVX512 static void gemm_task(void *ctx, int task) {
     for (int p = p_lo; p < p_hi; p++) {
         const int j0 = p * 32, nn = j->n - j0;
         const operand b = b_panel(j, p);
+        if (!b.scaled && !j->a.scaled && j->k > KC + KC / 4) {
+            /* k in slices of KC: the panel's slice stays in L1 across the row blocks; each sum
+             * continues from C between slices (the same chain of FMAs, the same floats), and
+             * the epilogue (bias, activation) runs after the last slice. */
+            for (int k0 = 0; k0 < j->k; k0 += KC) {
+                const int kc = imin(KC, j->k - k0);
+                const bool last = k0 + kc == j->k;
+                for (int bi = b_lo; bi < b_hi; bi++) {
+                    const int i0 = bi * j->mr, mr = imin(j->mr, j->m - i0);
+                    ukr_epi e = {.c0 = j->c + (int64_t)i0 * j->ldc + j0, .ldc = j->ldc, .m0 = lanes(nn),
+                                 .m1 = lanes(nn - 16), .accum = k0 > 0 || j->accum,
+                                 .bias_col = last && j->bias_col ? j->bias_col + j0 : NULL,
+                                 .act = last ? j->act : EPI_NONE};
+                    e.c1 = e.c0 + 16;
+                    const int64_t acs = j->packed ? mr : j->a_cs;
+                    const float *a = j->a.p + (j->packed ? (int64_t)i0 * j->k : i0) + (int64_t)k0 * acs;
+                    ukr(mr, kc, a, acs, b.p + (int64_t)k0 * 32, 32, &e);
+                }
+            }
+            continue;
+        }
         for (int bi = b_lo; bi < b_hi; bi++) {
             const int i0 = bi * j->mr, mr = imin(j->mr, j->m - i0);
             ukr_epi e = {.c0 = j->c + (int64_t)i0 * j->ldc + j0, .ldc = j->ldc, .m0 = lanes(nn),
