@@ -35,6 +35,9 @@ static const char *const train_help =
     "  --batch-size-per-worker N     examples per minibatch per worker\n"
     "  --averaging-frequency N       minibatches per worker between parameter averagings\n"
     "  --averaging plain|bmuf        averaging mode (bmuf: block momentum, Chen & Huo 2016)\n"
+    "  --block-momentum M            bmuf: block momentum in [0, 1) (default 1 - 1/workers; with the\n"
+    "                                seed's Adagrad 0.1 that default collapses training: 0.25 helped)\n"
+    "  --block-learning-rate R       bmuf: block learning rate (default 1)\n"
     "  --prefetch N                  minibatches prepared ahead by a thread per worker\n"
     "  --save-updater / --no-save-updater   average and keep the updater state\n"
     "  --seed N                      seed for initialisation, shuffling and partitioning\n"
@@ -440,7 +443,7 @@ int cmd_train(int argc, char **argv) {
     const char *cmd = "train";
     enum { O_DATA = 256, O_TRAIN, O_TEST, O_EPOCHS, O_WORKERS, O_BATCH, O_FREQ, O_PREFETCH, O_SAVEUPD,
            O_NOSAVEUPD, O_SEED, O_THREADS, O_METRICS, O_CKEVERY, O_CKPATH, O_RESUME, O_DIST, O_JSON,
-           O_LABELCOL, O_HEADER, O_REGRESSION, O_LABELCOLS, O_CLASSES, O_AVERAGING, O_ONNAN, O_STREAM,
+           O_LABELCOL, O_HEADER, O_REGRESSION, O_LABELCOLS, O_CLASSES, O_AVERAGING, O_BLOCKMOM, O_BLOCKLR, O_ONNAN, O_STREAM,
            O_MEMLIMIT, O_DEVICE, O_TF32 };
     static const struct option longopts[] = {
         {"help", no_argument, 0, 'h'}, {"data", required_argument, 0, O_DATA},
@@ -457,6 +460,7 @@ int cmd_train(int argc, char **argv) {
         {"label-column", required_argument, 0, O_LABELCOL}, {"header", no_argument, 0, O_HEADER},
         {"regression", no_argument, 0, O_REGRESSION}, {"label-columns", required_argument, 0, O_LABELCOLS},
         {"classes", required_argument, 0, O_CLASSES}, {"averaging", required_argument, 0, O_AVERAGING},
+        {"block-momentum", required_argument, 0, O_BLOCKMOM}, {"block-learning-rate", required_argument, 0, O_BLOCKLR},
         {"on-nan", required_argument, 0, O_ONNAN}, {"stream", no_argument, 0, O_STREAM},
         {"memory-limit", required_argument, 0, O_MEMLIMIT},
         {"device", required_argument, 0, O_DEVICE}, {"tf32", no_argument, 0, O_TF32},
@@ -467,6 +471,7 @@ int cmd_train(int argc, char **argv) {
     long long seed = 0;
     const char *output = NULL, *metrics_path = NULL, *ck_path = NULL, *resume = NULL, *dist = "local";
     const char *averaging = NULL, *device = NULL;
+    double block_momentum = -1, block_lr = 0;   /* --block-momentum / --block-learning-rate */
     bool tf32 = false;
     dl4c_on_nan on_nan = DL4C_ON_NAN_STOP;
     bool stream = false;
@@ -516,6 +521,17 @@ int cmd_train(int argc, char **argv) {
         case O_LABELCOLS: if (!cli_parse_int(cmd, "--label-columns", optarg, false, &v)) return EXIT_USAGE; data.csv.n_label_columns = v; break;
         case O_CLASSES: if (!cli_parse_int(cmd, "--classes", optarg, false, &v)) return EXIT_USAGE; data.csv.n_classes = v; break;
         case O_AVERAGING: averaging = optarg; break;
+        case O_BLOCKMOM: case O_BLOCKLR: {
+            char *end;
+            const double v = strtod(optarg, &end);
+            const bool mom = opt == O_BLOCKMOM;
+            if (!*optarg || *end || !(mom ? (v >= 0 && v < 1) : (v > 0 && v < 1e6)))
+                return cli_usage_error(cmd, "--%s: expected a number %s, got \"%s\"",
+                                       mom ? "block-momentum" : "block-learning-rate",
+                                       mom ? "in [0, 1)" : "> 0", optarg);
+            if (mom) block_momentum = v; else block_lr = v;
+            break;
+        }
         case O_DEVICE: device = optarg; break;
         case O_TF32: tf32 = true; break;
         case O_ONNAN:
@@ -566,6 +582,8 @@ int cmd_train(int argc, char **argv) {
     if (have_seed) conf.seed = (uint64_t)seed;
     if (averaging && !dl4c_averaging_parse(averaging, &t->averaging))
         return cli_usage_error(cmd, "--averaging: expected plain or bmuf, got \"%s\"", averaging);
+    if (block_momentum >= 0) t->block_momentum = (float)block_momentum;
+    if (block_lr > 0) t->block_learning_rate = (float)block_lr;
     if (device) { conf.device = dev_type; conf.device_index = dev_index; }
     if (tf32) conf.allow_tf32 = true;
 
