@@ -1059,6 +1059,32 @@ AVX512 static void dz_rows(const conv_job *J, int b, double *dbsum, float *wide,
         const int64_t off = ((int64_t)b * out + o) * P;
         float *d = J->dz_rw + off;
         const float *yy = J->y + off;
+        if (relu && J->mask && segs <= 2 && fixed) {
+            /* relu with the forward's mask: the mask folded into the loads, four independent
+             * double sums (the same values summed; the order differs only between chains) */
+            __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+            for (int r = 0; r < rows; r++) {
+                float *dr = d + (int64_t)r * L;
+                const __mmask16 pos0 = mask_bits(J->mask, J->words, out, b, o, (int64_t)r * L, lm[0]);
+                const __mmask16 pos1 = segs > 1 ? mask_bits(J->mask, J->words, out, b, o, (int64_t)r * L + 16, lm[1]) : 0;
+                const __m512 x0 = _mm512_maskz_loadu_ps(pos0, dr), x1 = _mm512_maskz_loadu_ps(pos1, dr + 16);
+                if (back) {
+                    _mm512_mask_storeu_ps(dr, lm[0], x0);
+                    if (segs > 1) _mm512_mask_storeu_ps(dr + 16, lm[1], x1);
+                }
+                a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(x0)));
+                a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(x0, 1)));
+                a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm512_castps512_ps256(x1)));
+                a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm512_extractf32x8_ps(x1, 1)));
+                if (wide) {
+                    float *wr = wide + o * ldw + (int64_t)r * W;
+                    _mm512_mask_storeu_ps(wr, sm[0], x0);
+                    if (segs > 1) _mm512_mask_storeu_ps(wr + 16, sm[1], x1);
+                }
+            }
+            dbsum[o] += _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+            continue;
+        }
         if (J->a != DL4C_IDENTITY && !relu) dl4c_cpu_act_backward(NULL, J->a, yy, d, 1, P);
         __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
         for (int r = 0; r < rows; r++) {
