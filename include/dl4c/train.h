@@ -103,6 +103,8 @@ typedef struct dl4c_train_opts {
     const dl4c_train_state *resume;  /* start from here (net holds its params) or NULL */
     volatile sig_atomic_t *stop;     /* set (e.g. by a signal handler) to stop after this round */
     dl4c_on_nan on_nan;              /* non-finite loss/gradient/update: stop (default) or skip */
+    float *bmuf_delta_out;           /* bmuf: receives the block momentum where training stopped
+                                      * (n_params floats; resume->bmuf_delta of a later call) */
 } dl4c_train_opts;
 
 /* One worker's whole training (SPMD: every rank calls it with its communicator). `net` must

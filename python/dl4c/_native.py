@@ -70,7 +70,8 @@ class Listener(ctypes.Structure):
 class TrainOpts(ctypes.Structure):
     _fields_ = [("threads", ctypes.c_int), ("listener", Listener), ("checkpoint_every", ctypes.c_int),
                 ("checkpoint", ctypes.c_void_p), ("checkpoint_ctx", ctypes.c_void_p),
-                ("resume", ctypes.POINTER(TrainState)), ("stop", ctypes.POINTER(ctypes.c_int)), _RESERVED]
+                ("resume", ctypes.POINTER(TrainState)), ("stop", ctypes.POINTER(ctypes.c_int)),
+                ("on_nan", ctypes.c_int), ("bmuf_delta_out", c_float_p), _RESERVED]
 
 
 class Progress(ctypes.Structure):
@@ -163,6 +164,8 @@ _proto("dl4c_partition", i32, i64, ctypes.c_uint64, i32, i32, ctypes.POINTER(c_i
 _proto("dl4c_free", None, vp)
 _proto("dl4c_model_save", i32, vp, ctypes.POINTER(Progress), cstr)
 _proto("dl4c_model_load", i32, cstr, vpp, ctypes.POINTER(Progress))
+_proto("dl4c_model_read_params", i32, cstr, vp, c_float_p, c_float_p, c_float_p, ctypes.POINTER(ctypes.c_int64),
+       ctypes.POINTER(Progress))
 _proto("dl4c_eval_from_counts", i32, i32, c_int64_p, vpp)
 _proto("dl4c_eval_counts", c_int64_p, vp)
 _proto("dl4c_eval_n_classes", i32, vp)

@@ -386,7 +386,7 @@ def _barrier_task(conf_json, bc_init, n_train, workers, ck_path, ck_every, timeo
     if len(recs) != 1 or recs[0][0] != rank:
         raise RuntimeError(f"dl4c.spark barrier: partition {rank} does not hold exactly worker {rank}'s part")
     _, ids, x, y = recs[0]
-    params, ustate, step, epoch, iteration = bc_init.value
+    params, ustate, step, epoch, iteration, bmuf_delta = bc_init.value
     resume = (epoch, 0, iteration, float("nan"))
     listener = None
     msg = ""
@@ -402,6 +402,14 @@ def _barrier_task(conf_json, bc_init, n_train, workers, ck_path, ck_every, timeo
             if pr["workers"] == workers and pr["epoch"] in (epoch, epoch + 1):
                 net.set_state(*ck.get_state())
                 resume = (pr["epoch"], pr["round"], pr["iteration"], pr["loss"])
+                if bmuf_delta is not None:   # the checkpoint's block momentum ("bmuf." tensors)
+                    d = np.zeros(net.n_params, np.float32)
+                    p, u = net.params, net.updater_state
+                    _native.check(_native.lib.dl4c_model_read_params(
+                        ck_path.encode(), net._h, p.ctypes.data_as(_native.c_float_p),
+                        u.ctypes.data_as(_native.c_float_p) if u.size else None,
+                        d.ctypes.data_as(_native.c_float_p), None, None))
+                    bmuf_delta = d
         if ck_path:
             try:   # where the driver's directory is not shared, checkpoints stay on this executor
                 os.makedirs(os.path.dirname(ck_path), exist_ok=True)
@@ -440,6 +448,12 @@ def _barrier_task(conf_json, bc_init, n_train, workers, ck_path, ck_every, timeo
         opts.checkpoint_ctx = ctypes.cast(ctypes.pointer(ckf), ctypes.c_void_p)
     st_in = _native.TrainState(epoch=int(resume[0]), round=int(resume[1]), iteration=int(resume[2]),
                                loss=float(resume[3]) if resume[3] is not None else float("nan"))
+    delta_out = None
+    if bmuf_delta is not None:   # BMUF: the block momentum travels from stage to stage
+        bmuf_delta = np.ascontiguousarray(bmuf_delta, dtype=np.float32)
+        st_in.bmuf_delta = bmuf_delta.ctypes.data_as(_native.c_float_p)
+        delta_out = np.zeros(net.n_params, np.float32)
+        opts.bmuf_delta_out = delta_out.ctypes.data_as(_native.c_float_p)
     opts.resume = ctypes.pointer(st_in)
     st = _native.TrainState()
     data = net.prepare(x, y)
@@ -452,7 +466,7 @@ def _barrier_task(conf_json, bc_init, n_train, workers, ck_path, ck_every, timeo
         comm.close()
     train_s = time.perf_counter() - t0
     if rank == 0:
-        yield {"params": net.params, "updater_state": net.updater_state, "step": net.step,
+        yield {"params": net.params, "updater_state": net.updater_state, "step": net.step, "bmuf_delta": delta_out,
                "state": (st.epoch, st.round, st.iteration, st.loss), "rounds": rounds, "train_s": train_s,
                "resumed_round": int(resume[1])}
 
@@ -499,6 +513,7 @@ class SparkNetwork:
         self.stats = SparkTrainingStats()
         self._indexed = None    # (rdd id, numbered blocks, n)
         self._bmuf = None       # (global, delta)
+        self._bmuf_delta = None  # barrier approach: block momentum carried from stage to stage
         self._ckdir = None
         self.on_round = None    # driver callback(dict) after each round (parameter averaging)
 
@@ -664,10 +679,9 @@ class SparkNetwork:
     def _fit_barrier(self, parts, n, sizes):
         net, m, W = self.network, self.master, self.workers
         conf = json.loads(self.conf_json)
-        if conf["training"].get("averaging") == "bmuf" and W > 1 and self.epoch > 0:
-            warnings.warn("dl4c.spark barrier: BMUF block-momentum state restarts with every epoch's stage "
-                          "(dl4c_train_worker takes none in); from the second epoch on the model differs from "
-                          "`dl4c train`. Use approach='parameter_averaging' for BMUF over several epochs.")
+        bmuf = conf["training"].get("averaging") == "bmuf" and W > 1
+        if bmuf and self._bmuf_delta is None:
+            self._bmuf_delta = np.zeros(net.n_params, np.float32)
         conf["training"]["epochs"] = self.epoch + 1
         ckdir = self._checkpoint_dir()
         # a name of its own per fit() call, so no stale checkpoint of another run is ever resumed
@@ -676,7 +690,8 @@ class SparkNetwork:
         if hook:
             hook["marker"] = os.path.join(ckdir, f".fail-once-{self.epoch}-{hook['round']}")
         params, ustate, step = net.get_state()
-        bc = self.sc.broadcast((params, ustate, step, self.epoch, self.iteration))
+        bc = self.sc.broadcast((params, ustate, step, self.epoch, self.iteration,
+                                self._bmuf_delta if bmuf else None))
         fn = partial(_barrier_task, json.dumps(conf), bc, n, W, ck_path, m.checkpoint_every,
                      int(m.timeout_s * 1000), hook)
         t0 = time.perf_counter()
@@ -687,6 +702,8 @@ class SparkNetwork:
             raise RuntimeError(f"dl4c.spark barrier: expected rank 0's result, got {len(out)}")
         res = out[0]
         net.set_state(res["params"], res["updater_state"], res["step"])
+        if bmuf:
+            self._bmuf_delta = res["bmuf_delta"]
         e, r, it, loss = res["state"]
         self.iteration = int(it)
         self.last_loss = loss

@@ -476,6 +476,8 @@ dl4c_status dl4c_train_worker(dl4c_comm *comm, dl4c_net *net, const dl4c_train_d
         dl4c_eval_free(ev);
         dl4c_regeval_free(rev);
     }
+    if (opts->bmuf_delta_out && w.delta)
+        memcpy(opts->bmuf_delta_out, w.delta, sizeof(float) * (size_t)n_params);
     free(w.stats); free(w.global); free(w.delta); free(w.backup);
     st.bmuf_delta = NULL;   /* pointed into this call's buffers */
     *state = st;
