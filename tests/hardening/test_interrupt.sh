@@ -66,8 +66,11 @@ check "--resume from the checkpoint reaches the undisturbed run's model (every t
 tensors_equal straight.safetensors resumed.safetensors || fail "interrupted + resumed model differs from the undisturbed one"
 
 check "a second signal exits at once, leaving no damaged file"
-# Long rounds (one round per epoch): the second signal comes long before the round ends.
-"$DL4C" "${RUN[@]}" --batch-size-per-worker 1500 --averaging-frequency 2 --epochs 3 --checkpoint-every 1 \
+# Long rounds (one round per epoch, 15,000 examples per worker: seconds even with fast kernels):
+# the second signal comes long before the round ends.
+make_idx_slice train 0 30000 big
+"$DL4C" train lenet.json --train big-images-idx3-ubyte --test te-images-idx3-ubyte \
+    --batch-size-per-worker 3000 --averaging-frequency 5 --epochs 3 --checkpoint-every 1 \
     -o twice.safetensors --metrics-out m2.jsonl >/dev/null 2>twice.err &
 pid=$!
 wait_lines m2.jsonl 1 $pid || { cat twice.err >&2; fail "the run ended before it could be interrupted"; }
