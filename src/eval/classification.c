@@ -3,6 +3,7 @@
  * counts and a merged evaluation is bit-identical to the one of the whole data set. */
 #define _GNU_SOURCE
 #include "dl4c/eval.h"
+#include "eval/json_util.h"
 
 #include <jansson.h>
 #include <inttypes.h>
@@ -454,17 +455,6 @@ dl4c_status dl4c_eval_stats(const dl4c_eval *ev, char **out) {
 
 /* ---- JSON ---- */
 
-/* A real, or null for NaN/infinity (JSON has neither). */
-static json_t *json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
-/* Sets key to value (stealing the reference) while ok; drops value once something failed. */
-static bool attach(bool ok, json_t *obj, const char *key, json_t *value) {
-    if (!ok || !value) {
-        json_decref(value);
-        return false;
-    }
-    return json_object_set_new(obj, key, value) == 0;
-}
 
 /* Dumps root into a malloc'd string (so the caller frees it with free(), whatever allocator
  * jansson was given); NULL on failure. */

@@ -3,6 +3,7 @@
  * dl4c_regeval_sums() across workers is the merged evaluation. */
 #define _GNU_SOURCE
 #include "dl4c/eval.h"
+#include "eval/json_util.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -250,17 +251,6 @@ dl4c_status dl4c_regeval_stats(const dl4c_regeval *ev, char **out) {
     return DL4C_OK;
 }
 
-/* A real, or null for NaN/infinity (JSON has neither). */
-static json_t *json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
-/* Sets key to value (stealing the reference) while ok; drops value once something failed. */
-static bool attach(bool ok, json_t *obj, const char *key, json_t *value) {
-    if (!ok || !value) {
-        json_decref(value);
-        return false;
-    }
-    return json_object_set_new(obj, key, value) == 0;
-}
 
 dl4c_status dl4c_regeval_to_json(const dl4c_regeval *ev, char **out) {
     if (!ev || !out) return dl4c_error(DL4C_ERR_INVALID_ARG, "dl4c_regeval_to_json: NULL argument");
