@@ -83,7 +83,9 @@ static void on_signal(int sig) {
 
 typedef struct train_ctx {
     bool quiet, tty;               /* no progress / progress bar on a terminal */
-    FILE *metrics;                 /* --metrics-out, or NULL */
+    FILE *metrics;                 /* --metrics-out, or NULL (opened for append: nothing is
+                                    * truncated before training writes its first line) */
+    bool metrics_started;          /* the file has been emptied for this run's lines */
     int epochs;                    /* for the progress line */
     double last_log;               /* time of the last plain progress line */
     double *fit, *wait, *avg;      /* per-worker totals over the run */
@@ -97,9 +99,19 @@ typedef struct train_ctx {
     double final_accuracy;
 } train_ctx;
 
+/* The first line of this run empties the metrics file (opened without truncating, so bad
+ * input never costs a user the previous run's metrics). */
+static void metrics_begin(train_ctx *c) {
+    if (c->metrics_started) return;
+    fflush(c->metrics);
+    if (ftruncate(fileno(c->metrics), 0) != 0) clearerr(c->metrics);
+    c->metrics_started = true;
+}
+
 static void on_round(void *p, const dl4c_round_info *r) {
     train_ctx *c = p;
     if (c->metrics) {
+        metrics_begin(c);
         fprintf(c->metrics, "{\"type\":\"round\",\"epoch\":%d,\"round\":%lld,\"rounds\":%lld,\"loss\":%.6g,"
                 "\"examples\":%lld,\"seconds\":%.4f,\"fit_s\":[", r->epoch + 1, (long long)r->round,
                 (long long)r->rounds, isfinite(r->loss) ? r->loss : 0, (long long)r->examples_done, r->seconds);
@@ -142,6 +154,7 @@ static void on_epoch(void *p, const dl4c_epoch_info *e) {
         c->avg[w] += e->worker_avg_s[w];
     }
     if (c->metrics) {
+        metrics_begin(c);
         fprintf(c->metrics, "{\"type\":\"epoch\",\"epoch\":%d,\"loss\":%.6g,", e->epoch + 1, isfinite(e->loss) ? e->loss : 0);
         if (e->eval) fprintf(c->metrics, "\"accuracy\":%.6f,", acc);
         else fprintf(c->metrics, "\"accuracy\":null,");
@@ -611,6 +624,7 @@ int cmd_train(int argc, char **argv) {
     FILE *metrics = NULL;
     char default_ck[4096];
     float *resume_bmuf = NULL;   /* --resume with bmuf: the saved block momentum */
+    bool metrics_existed = false; /* --metrics-out named a file that was there before */
     train_ctx ctx = {.quiet = quiet, .tty = isatty(2), .final_accuracy = NAN};
     file_data fd = {.csv = &data.csv};
     int64_t block_rows = 0;
@@ -713,7 +727,9 @@ int cmd_train(int argc, char **argv) {
         if (!quiet) fprintf(stderr, "dl4c train: resuming from %s at epoch %d, round %lld\n", resume, pr.epoch + 1, (long long)pr.round);
     }
     /* Check the outputs can be written before spending time on training. */
-    if (rank == 0 && metrics_path && !(metrics = fopen(metrics_path, "w"))) {
+    struct stat metrics_st;
+    metrics_existed = metrics_path && stat(metrics_path, &metrics_st) == 0;
+    if (rank == 0 && metrics_path && !(metrics = fopen(metrics_path, "a"))) {
         dl4c_error(DL4C_ERR_IO, "--metrics-out %s: %s", metrics_path, strerror(errno));
         code = cli_fail(cmd, DL4C_ERR_IO);
         goto out;
@@ -842,7 +858,12 @@ int cmd_train(int argc, char **argv) {
     }
 out:
     free(resume_bmuf);
-    if (metrics) fclose(metrics);
+    if (metrics) {
+        fclose(metrics);
+        /* failed before training wrote anything: leave no file behind that we created */
+        struct stat st;
+        if (!metrics_existed && stat(metrics_path, &st) == 0 && st.st_size == 0) unlink(metrics_path);
+    }
     file_data_free(&fd, ctx.workers);
     free(ctx.fit); free(ctx.wait); free(ctx.avg);
     free(ctx.final_stats); free(ctx.final_json);

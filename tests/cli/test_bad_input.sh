@@ -223,4 +223,12 @@ expect_fail "predict --format xml" "--format" '"xml"' -- \
     "$DL4C" predict -m good.safetensors --input "$TE" --format xml
 expect_fail "unknown command" '"frobnicate"' -- "$DL4C" frobnicate
 
+check "bad input leaves no metrics file behind, and keeps an existing one"
+rm -f m-new.jsonl
+"$DL4C" train "$LENET" --train tiny.csv --metrics-out m-new.jsonl "${TRAIN[@]}" >/dev/null 2>&1 && fail "4 features into LeNet passed"
+[ ! -e m-new.jsonl ] || fail "a failed run left m-new.jsonl behind"
+echo previous > m-old.jsonl
+"$DL4C" train "$LENET" --train tiny.csv --metrics-out m-old.jsonl "${TRAIN[@]}" >/dev/null 2>&1 && fail "4 features into LeNet passed"
+[ "$(cat m-old.jsonl)" = previous ] || fail "a failed run emptied an existing metrics file"
+
 echo "PASS: $CHECK_NO checks"
