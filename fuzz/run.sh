@@ -4,6 +4,7 @@
 # Configures BUILD_DIR with clang and DL4C_FUZZ=ON, builds the fuzz_* binaries, then runs each
 # target for SECONDS over a working copy of its seed corpus (BUILD_DIR/fuzz-corpus/<target>, so
 # the repository's corpus only changes by hand). FUZZ_JOBS targets run at once (default 1).
+# FUZZ_SEED fixes libFuzzer's seed (make test's smoke run uses 1, so it replays the same inputs).
 # A crash leaves its input in BUILD_DIR/fuzz-artifacts/<target>/ and fails the run; keep it in
 # fuzz/regressions/<target>/ once fixed. Prints each target's executions.
 set -euo pipefail
@@ -32,7 +33,7 @@ run_one() {
   [ -d "$src/fuzz/regressions/$t" ] && seeds+=("$src/fuzz/regressions/$t")
   # allocator_may_return_null: an impossible allocation is the library's NOMEM path, not a crash.
   ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  OPENBLAS_NUM_THREADS=1 "$build/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=3072 \
+  OPENBLAS_NUM_THREADS=1 "$build/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=3072 ${FUZZ_SEED:+-seed=$FUZZ_SEED} \
       -max_len="$(max_len "$t")" $(dict "$t") -print_final_stats=1 -artifact_prefix="$art/" \
       "$work" "${seeds[@]}" >"$log" 2>&1 || rc=$?
   local execs

@@ -26,6 +26,7 @@ if(NOT DL4C_SANITIZE AND NOT DL4C_FUZZ)
     set(DL4C_FUZZ_SMOKE_SECONDS 10 CACHE STRING "Seconds per fuzz target in the hardening/fuzz_smoke test")
     add_test(NAME hardening/fuzz_smoke
              COMMAND bash ${CMAKE_SOURCE_DIR}/fuzz/run.sh ${CMAKE_BINARY_DIR}/fuzz-smoke ${DL4C_FUZZ_SMOKE_SECONDS})
-    set_tests_properties(hardening/fuzz_smoke PROPERTIES TIMEOUT 1200 LABELS "fuzz;hardening")
+    set_tests_properties(hardening/fuzz_smoke PROPERTIES TIMEOUT 1200 LABELS "fuzz;hardening"
+                         ENVIRONMENT "FUZZ_SEED=1")
   endif()
 endif()
