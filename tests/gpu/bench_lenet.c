@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dl4c/dl4c.h"
+#include "seed_lenet.h"
 
 int main(int argc, char **argv) {
     int batch = 32, steps = 200, warmup = 20;
@@ -23,23 +24,9 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: %s [--batch B] [--steps N] [--warmup N] [--device D] [--tf32]\n", argv[0]); return 2; }
     }
     if (batch <= 0 || steps <= 0 || warmup < 0) { fprintf(stderr, "bad numbers\n"); return 2; }
-    dl4c_net_conf c = {
-        .seed = 123, .l2 = 0.0005f,
-        .updater = {.type = DL4C_ADAGRAD, .learning_rate = 0.1f},
-        .weight_init = DL4C_INIT_XAVIER,
-        .input = {.channels = 1, .height = 28, .width = 28},
-        .n_layers = 6,
-        .layers = {
-            dl4c_conv2d(.kernel = {5, 5}, .stride = {1, 1}, .n_out = 20, .activation = DL4C_RELU),
-            dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}, .stride = {2, 2}),
-            dl4c_conv2d(.kernel = {5, 5}, .stride = {2, 2}, .n_out = 50, .activation = DL4C_RELU),
-            dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}, .stride = {2, 2}),
-            dl4c_dense(.n_out = 200, .activation = DL4C_RELU),
-            dl4c_output(.n_out = 10, .activation = DL4C_SOFTMAX, .loss = DL4C_LOSS_NLL),
-        },
-        .training = {.batch_size_per_worker = batch},
-        .allow_tf32 = tf32,
-    };
+    dl4c_net_conf c = seed_lenet_conf();
+    c.training.batch_size_per_worker = batch;
+    c.allow_tf32 = tf32;
     if (!dl4c_device_parse(device, &c.device, &c.device_index)) { fprintf(stderr, "bad --device %s\n", device); return 2; }
     dl4c_net *net = NULL;
     if (dl4c_net_new(&c, &net)) { fprintf(stderr, "gpu_bench_lenet: %s\n", dl4c_error_message()); return 1; }

@@ -10,26 +10,12 @@
 #include <cmocka.h>
 
 #include "gpu/gpu_util.h"
+#include "seed_lenet.h"
 
 /* The seed's LeNet (examples/lenet.json): Adagrad 0.1, l2 5e-4, xavier, relu, max pooling. */
 static dl4c_net_conf lenet(dl4c_device d) {
-    dl4c_net_conf c = {
-        .seed = 123, .l2 = 0.0005f,
-        .updater = {.type = DL4C_ADAGRAD, .learning_rate = 0.1f},
-        .weight_init = DL4C_INIT_XAVIER,
-        .input = {.channels = 1, .height = 28, .width = 28},
-        .n_layers = 6,
-        .layers = {
-            dl4c_conv2d(.kernel = {5, 5}, .stride = {1, 1}, .n_out = 20, .activation = DL4C_RELU),
-            dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}, .stride = {2, 2}),
-            dl4c_conv2d(.kernel = {5, 5}, .stride = {2, 2}, .n_out = 50, .activation = DL4C_RELU),
-            dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}, .stride = {2, 2}),
-            dl4c_dense(.n_out = 200, .activation = DL4C_RELU),
-            dl4c_output(.n_out = 10, .activation = DL4C_SOFTMAX, .loss = DL4C_LOSS_NLL),
-        },
-        .training = {.batch_size_per_worker = 32},
-        .device = d,
-    };
+    dl4c_net_conf c = seed_lenet_conf();
+    c.device = d;
     return c;
 }
 

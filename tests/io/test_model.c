@@ -23,6 +23,7 @@
 #include "dl4c/config.h"
 #include "dl4c/io.h"
 #include "dl4c/nn.h"
+#include "seed_lenet.h"
 
 enum { BATCH = 8, SIDE = 28, CLASSES = 10 };
 
@@ -40,21 +41,8 @@ static const char *tmp_path(const char *name) {
 
 /* The seed's LeNet (include/dl4c/nn.h) with the given updater. */
 static dl4c_net *lenet(dl4c_updater u) {
-    const dl4c_net_conf conf = {
-        .seed = 123, .l2 = 0.0005f,
-        .updater = {.type = u, .learning_rate = 0.01f},
-        .weight_init = DL4C_INIT_XAVIER,
-        .input = {.channels = 1, .height = SIDE, .width = SIDE},
-        .n_layers = 6,
-        .layers = {
-            dl4c_conv2d(.kernel = {5, 5}, .n_out = 20, .activation = DL4C_RELU),
-            dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}),
-            dl4c_conv2d(.kernel = {5, 5}, .stride = {2, 2}, .n_out = 50, .activation = DL4C_RELU),
-            dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}),
-            dl4c_dense(.n_out = 200, .activation = DL4C_RELU),
-            dl4c_output(.n_out = CLASSES, .activation = DL4C_SOFTMAX, .loss = DL4C_LOSS_NLL),
-        },
-    };
+    dl4c_net_conf conf = seed_lenet_conf();
+    conf.updater = (dl4c_updater_conf){.type = u, .learning_rate = 0.01f};
     dl4c_net *net = NULL;
     assert_int_equal(dl4c_net_new(&conf, &net), DL4C_OK);
     return net;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "dl4c/nn.h"
+#include "seed_lenet.h"
 
 /* Checks every parameter; returns the number that fail |fd - an| > abs_tol + rel_tol max(|fd|,|an|). */
 static int gradcheck_eps(dl4c_net_conf *conf, int n, bool one_hot, uint64_t data_seed, float eps) {
@@ -120,14 +121,7 @@ static void test_conv_same_avgpool(void **state) {
 }
 
 static void test_lenet_param_count(void **state) {
-    dl4c_net_conf c = {.seed = 123, .l2 = 0.0005f, .updater = {.type = DL4C_ADAGRAD, .learning_rate = 0.1f},
-        .input = {.channels = 1, .height = 28, .width = 28}, .n_layers = 6,
-        .layers = {dl4c_conv2d(.kernel = {5, 5}, .n_out = 20, .activation = DL4C_RELU),
-                   dl4c_subsampling(.kernel = {2, 2}),
-                   dl4c_conv2d(.kernel = {5, 5}, .stride = {2, 2}, .n_out = 50, .activation = DL4C_RELU),
-                   dl4c_subsampling(.kernel = {2, 2}),
-                   dl4c_dense(.n_out = 200, .activation = DL4C_RELU),
-                   dl4c_output(.n_out = 10, .activation = DL4C_SOFTMAX, .loss = DL4C_LOSS_NLL)}};
+    dl4c_net_conf c = seed_lenet_conf();
     dl4c_net *net;
     assert_int_equal(dl4c_net_new(&c, &net), DL4C_OK);
     assert_int_equal(dl4c_net_n_params(net), 67780);

@@ -25,6 +25,7 @@
 #include <zlib.h>
 
 #include "dl4c/nn.h"
+#include "seed_lenet.h"
 
 enum { BATCH = 16, STEPS = 10, CLASSES = 10, SIDE = 28 };
 
@@ -88,21 +89,7 @@ int main(int argc, char **argv) {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) return fail("cannot create the output directory");
 
     /* The seed's LeNet (the example in include/dl4c/nn.h). */
-    const dl4c_net_conf conf = {
-        .seed = 123, .l2 = 0.0005f,
-        .updater = {.type = DL4C_ADAGRAD, .learning_rate = 0.1f},
-        .weight_init = DL4C_INIT_XAVIER,
-        .input = {.channels = 1, .height = SIDE, .width = SIDE},
-        .n_layers = 6,
-        .layers = {
-            dl4c_conv2d(.kernel = {5, 5}, .n_out = 20, .activation = DL4C_RELU),
-            dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}),
-            dl4c_conv2d(.kernel = {5, 5}, .stride = {2, 2}, .n_out = 50, .activation = DL4C_RELU),
-            dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}),
-            dl4c_dense(.n_out = 200, .activation = DL4C_RELU),
-            dl4c_output(.n_out = CLASSES, .activation = DL4C_SOFTMAX, .loss = DL4C_LOSS_NLL),
-        },
-    };
+    const dl4c_net_conf conf = seed_lenet_conf();
     dl4c_net *net;
     if (dl4c_net_new(&conf, &net) != DL4C_OK) return fail(dl4c_error_message());
     dl4c_net_set_threads(net, 1);
