@@ -62,9 +62,9 @@ static int epi_act(dl4c_activation a) {
 
 /* ---- the microkernel ----
  * acc[i][lane] = sum_k a[k*acs + i] * b[k*ldb + lane] for i < MR, lanes < 32 (masks m0, m1),
- * starting from C when accum (continuing its chain) else from 0; then + bias_row[i],
- * + bias_col[lane], the activation, and the masked store of row i, lanes 0-15 at c0 + i*ldc
- * and lanes 16-31 at c1 + i*ldc. */
+ * starting from C when accum (continuing its chain) else from 0; then (times scale, when an
+ * operand was scaled up: see ukr2) + bias_row[i], + bias_col[lane], the activation, and the
+ * masked store of row i, lanes 0-15 at c0 + i*ldc and lanes 16-31 at c1 + i*ldc. */
 typedef struct ukr_epi {
     float *c0, *c1;              /* where row 0's two halves go */
     int64_t ldc;                 /* row stride of C */
@@ -73,7 +73,6 @@ typedef struct ukr_epi {
     const float *bias_row;       /* NULL or one per row */
     const float *bias_col;       /* NULL or one per lane */
     int act;                     /* EPI_* */
-    float scale;                 /* 0, or the result is acc * scale (an operand was scaled up) */
     uint16_t *mask0, *mask1;     /* NULL, or row i's y > 0 bits of each half go to mask0/1[i*mask_ld] */
     int64_t mask_ld;
 } ukr_epi;
@@ -87,8 +86,35 @@ AVX512 INLINE __m512 epi_act_apply(__m512 v, int act) {
     return v;
 }
 
+/* v * scale (a power of two) rounded as the float multiply rounds it, without the multiply's
+ * ~100-cycle microcode assist where the product is subnormal: those lanes are rounded to the
+ * grid of subnormals (multiples of 2^-149) as integers, which is the same rounding. */
+AVX512 INLINE __m512 scale_down(__m512 v, float scale) {
+    const __m512 av = _mm512_abs_ps(v);
+    const __mmask16 small = _mm512_cmp_ps_mask(av, _mm512_set1_ps(FLT_MIN / scale), _CMP_LT_OQ);
+    if (!small) return _mm512_mul_ps(v, _mm512_set1_ps(scale));
+    const __m512i m = _mm512_maskz_cvtps_epi32(small, _mm512_maskz_mul_ps(small, av, _mm512_set1_ps(scale * 0x1p64f * 0x1p85f)));
+    const __m512i sub = _mm512_or_si512(m, _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u)));
+    return _mm512_mask_mul_ps(_mm512_castsi512_ps(sub), (__mmask16)~small, v, _mm512_set1_ps(scale));
+}
+
+/* acc (times scale unless 0) + bias_row (when has_r) + bias_col (when has_c), in that order. A
+ * scaled sum takes its first bias in an FMA: the same float as the multiply then the add where
+ * the product is normal (a product by a power of two is then exact), without an assist where
+ * it is not. */
+AVX512 INLINE __m512 epi_sum(__m512 v, float scale, bool has_r, __m512 br, bool has_c, __m512 bc) {
+    if (scale != 0) {
+        if (has_r) { v = _mm512_fmadd_ps(v, _mm512_set1_ps(scale), br); has_r = false; }
+        else if (has_c) { v = _mm512_fmadd_ps(v, _mm512_set1_ps(scale), bc); has_c = false; }
+        else v = scale_down(v, scale);
+    }
+    if (has_r) v = _mm512_add_ps(v, br);
+    if (has_c) v = _mm512_add_ps(v, bc);
+    return v;
+}
+
 AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs, const float *b,
-                              int64_t ldb, const ukr_epi *e) {
+                              int64_t ldb, const ukr_epi *e, float scale) {
     __m512 c0[MR_MAX], c1[MR_MAX];
     const __mmask16 m0 = e->m0, m1 = e->m1;
 #pragma GCC unroll 12
@@ -112,15 +138,12 @@ AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs,
         a += acs;
         b += ldb;
     }
-    if (e->scale != 0) {   /* a sum that overflowed scaled: the caller redoes it unscaled */
+    if (scale != 0) {   /* a sum that overflowed scaled: the caller redoes it unscaled */
         __mmask16 bad = 0;
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++)
             bad |= _mm512_mask_fpclass_ps_mask(m0, c0[i], 0x99) | _mm512_mask_fpclass_ps_mask(m1, c1[i], 0x99);
         if (bad) return false;
-        const __m512 sc = _mm512_set1_ps(e->scale);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) { c0[i] = _mm512_mul_ps(c0[i], sc); c1[i] = _mm512_mul_ps(c1[i], sc); }
     }
     __m512 bc0 = _mm512_setzero_ps(), bc1 = _mm512_setzero_ps();
     if (e->bias_col) {
@@ -129,16 +152,9 @@ AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs,
     }
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
-        __m512 v0 = c0[i], v1 = c1[i];
-        if (e->bias_row) {
-            const __m512 br = _mm512_set1_ps(e->bias_row[i]);
-            v0 = _mm512_add_ps(v0, br);
-            v1 = _mm512_add_ps(v1, br);
-        }
-        if (e->bias_col) {
-            v0 = _mm512_add_ps(v0, bc0);
-            v1 = _mm512_add_ps(v1, bc1);
-        }
+        const __m512 br = e->bias_row ? _mm512_set1_ps(e->bias_row[i]) : _mm512_setzero_ps();
+        __m512 v0 = epi_sum(c0[i], scale, e->bias_row, br, e->bias_col, bc0);
+        __m512 v1 = epi_sum(c1[i], scale, e->bias_row, br, e->bias_col, bc1);
         v0 = epi_act_apply(v0, e->act);
         v1 = epi_act_apply(v1, e->act);
         _mm512_mask_storeu_ps(e->c0 + i * e->ldc, m0, v0);
@@ -153,7 +169,7 @@ AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs,
 
 /* The same for one half (lanes 0-15 only). */
 AVX512 INLINE bool ukr16_body(const int MR, int kc, const float *a, int64_t acs, const float *b,
-                              int64_t ldb, const ukr_epi *e) {
+                              int64_t ldb, const ukr_epi *e, float scale) {
     __m512 c0[MR_MAX];
     const __mmask16 m0 = e->m0;
 #pragma GCC unroll 12
@@ -166,20 +182,17 @@ AVX512 INLINE bool ukr16_body(const int MR, int kc, const float *a, int64_t acs,
         a += acs;
         b += ldb;
     }
-    if (e->scale != 0) {
+    if (scale != 0) {
         __mmask16 bad = 0;
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) bad |= _mm512_mask_fpclass_ps_mask(m0, c0[i], 0x99);
         if (bad) return false;
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) c0[i] = _mm512_mul_ps(c0[i], _mm512_set1_ps(e->scale));
     }
     const __m512 bc0 = e->bias_col ? _mm512_maskz_loadu_ps(m0, e->bias_col) : _mm512_setzero_ps();
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
-        __m512 v0 = c0[i];
-        if (e->bias_row) v0 = _mm512_add_ps(v0, _mm512_set1_ps(e->bias_row[i]));
-        if (e->bias_col) v0 = _mm512_add_ps(v0, bc0);
+        const __m512 br = e->bias_row ? _mm512_set1_ps(e->bias_row[i]) : _mm512_setzero_ps();
+        __m512 v0 = epi_sum(c0[i], scale, e->bias_row, br, e->bias_col, bc0);
         v0 = epi_act_apply(v0, e->act);
         _mm512_mask_storeu_ps(e->c0 + i * e->ldc, m0, v0);
         if (e->mask0) e->mask0[i * e->mask_ld] = _mm512_mask_cmp_ps_mask(m0, v0, _mm512_setzero_ps(), _CMP_GT_OQ);
@@ -189,19 +202,19 @@ AVX512 INLINE bool ukr16_body(const int MR, int kc, const float *a, int64_t acs,
 
 #define UKR_CASES(body)                                                                          \
     switch (mr) {                                                                                \
-    case 1: return body(1, kc, a, acs, b, ldb, e);   case 2: return body(2, kc, a, acs, b, ldb, e);   \
-    case 3: return body(3, kc, a, acs, b, ldb, e);   case 4: return body(4, kc, a, acs, b, ldb, e);   \
-    case 5: return body(5, kc, a, acs, b, ldb, e);   case 6: return body(6, kc, a, acs, b, ldb, e);   \
-    case 7: return body(7, kc, a, acs, b, ldb, e);   case 8: return body(8, kc, a, acs, b, ldb, e);   \
-    case 9: return body(9, kc, a, acs, b, ldb, e);   case 10: return body(10, kc, a, acs, b, ldb, e); \
-    case 11: return body(11, kc, a, acs, b, ldb, e); case 12: return body(12, kc, a, acs, b, ldb, e); \
+    case 1: return body(1, kc, a, acs, b, ldb, e, scale);   case 2: return body(2, kc, a, acs, b, ldb, e, scale);   \
+    case 3: return body(3, kc, a, acs, b, ldb, e, scale);   case 4: return body(4, kc, a, acs, b, ldb, e, scale);   \
+    case 5: return body(5, kc, a, acs, b, ldb, e, scale);   case 6: return body(6, kc, a, acs, b, ldb, e, scale);   \
+    case 7: return body(7, kc, a, acs, b, ldb, e, scale);   case 8: return body(8, kc, a, acs, b, ldb, e, scale);   \
+    case 9: return body(9, kc, a, acs, b, ldb, e, scale);   case 10: return body(10, kc, a, acs, b, ldb, e, scale); \
+    case 11: return body(11, kc, a, acs, b, ldb, e, scale); case 12: return body(12, kc, a, acs, b, ldb, e, scale); \
     default: DL4C_ASSERT(!"microkernel rows out of range"); return false;                        \
     }
 
 /* One tile: mr rows (1..12), up to 32 lanes (e->m0, e->m1). False (nothing stored) when
- * e->scale is set and a sum is not finite. */
+ * scale is set and a sum is not finite. */
 AVX512 __attribute__((noinline)) static bool ukr_raw(int mr, int kc, const float *a, int64_t acs,
-                                                     const float *b, int64_t ldb, const ukr_epi *e) {
+                                                     const float *b, int64_t ldb, const ukr_epi *e, float scale) {
     if (e->m1) { UKR_CASES(ukr32_body) }
     else { UKR_CASES(ukr16_body) }
 }
@@ -220,18 +233,18 @@ AVX512 __attribute__((noinline)) static bool ukr_raw(int mr, int kc, const float
 /* One operand of a product: as given, and scaled by 2^SHIFT (NULL when not scaled). */
 typedef struct operand { const float *p, *scaled; } operand;
 
-/* A tile with operands that may be scaled: the scaled ones first, unscaled if that fails. */
+/* A tile with operands that may be scaled: the scaled ones first, unscaled if that fails (or
+ * when the sums continue from C, which is not scaled). */
 AVX512 static void ukr2(int mr, int kc, operand a, int64_t acs, operand b, int64_t ldb, const ukr_epi *e) {
-    if (a.scaled || b.scaled) {
-        ukr_epi es = *e;
-        es.scale = a.scaled && b.scaled ? SHIFT_DOWN * SHIFT_DOWN : SHIFT_DOWN;
-        if (ukr_raw(mr, kc, a.scaled ? a.scaled : a.p, acs, b.scaled ? b.scaled : b.p, ldb, &es)) return;
+    if ((a.scaled || b.scaled) && !e->accum) {
+        const float scale = a.scaled && b.scaled ? SHIFT_DOWN * SHIFT_DOWN : SHIFT_DOWN;
+        if (ukr_raw(mr, kc, a.scaled ? a.scaled : a.p, acs, b.scaled ? b.scaled : b.p, ldb, e, scale)) return;
     }
-    ukr_raw(mr, kc, a.p, acs, b.p, ldb, e);
+    ukr_raw(mr, kc, a.p, acs, b.p, ldb, e, 0);
 }
 
 AVX512 static void ukr(int mr, int kc, const float *a, int64_t acs, const float *b, int64_t ldb, const ukr_epi *e) {
-    ukr_raw(mr, kc, a, acs, b, ldb, e);
+    ukr_raw(mr, kc, a, acs, b, ldb, e, 0);
 }
 
 /* Whether rows x cols (row stride ld) have a nonzero entry below 2^-100 and none at or above
