@@ -5,13 +5,18 @@
  *   contiguous part per worker; per round each worker fits `averaging_frequency` minibatches
  *   of `batch_size_per_worker` from its part, then parameters (and updater state with
  *   save_updater) are averaged over the workers that did work, weighted by the minibatches
- *   each did (plain mean when all did the same). The last, shorter round is kept. */
+ *   each did (plain mean when all did the same). The last, shorter round is kept.
+ * A stop request (opts->stop, e.g. SIGINT) is honoured after the minibatch in progress: with a
+ * checkpoint function, a round cut short is saved with every worker's own state
+ * (dl4c_worker_states) and resuming from it finishes that round exactly as an undisturbed
+ * run would. */
 #ifndef DL4C_TRAIN_H
 #define DL4C_TRAIN_H
 
 #include "dl4c/data.h"
 #include "dl4c/dist.h"
 #include "dl4c/eval.h"
+#include "dl4c/io.h"
 #include "dl4c/nn.h"
 
 #include <signal.h>
@@ -29,6 +34,10 @@ typedef struct dl4c_train_state {
     const float *bmuf_delta; /* bmuf: block momentum (n_params floats) at this point, else NULL.
                               * In checkpoints the parameters are then the global (filtered)
                               * model; on resume, set it to the saved momentum. */
+    const dl4c_worker_states *partial; /* round `round` of `epoch` cut short by a stop request:
+                              * each worker's state in it (workers = the run's), else NULL.
+                              * `iteration` is then the count when the round began, and the
+                              * network's parameters are worker 0's (bmuf: the global model). */
 } dl4c_train_state;
 
 /* Per-round report (worker 0 only). */
@@ -101,7 +110,8 @@ typedef struct dl4c_train_opts {
     dl4c_checkpoint_fn checkpoint;   /* writes one (worker 0) */
     void *checkpoint_ctx;
     const dl4c_train_state *resume;  /* start from here (net holds its params) or NULL */
-    volatile sig_atomic_t *stop;     /* set (e.g. by a signal handler) to stop after this round */
+    volatile sig_atomic_t *stop;     /* set (e.g. by a signal handler) to stop after the minibatch in
+                                      * progress (with a checkpoint function; else after the round) */
     dl4c_on_nan on_nan;              /* non-finite loss/gradient/update: stop (default) or skip */
     float *bmuf_delta_out;           /* bmuf: receives the block momentum where training stopped
                                       * (n_params floats; resume->bmuf_delta of a later call) */

@@ -64,7 +64,9 @@ static const char *const train_help =
     "  --json                        print the final evaluation as JSON\n"
     "  -q, --quiet                   no progress output\n"
     "\n"
-    "SIGINT/SIGTERM finish the current round, write a checkpoint and exit 130; a second one exits at once.\n"
+    "SIGINT/SIGTERM finish the minibatch in progress, write a checkpoint (with every worker's state when\n"
+    "a round is cut short, so --resume gives the same model as an undisturbed run) and exit 130; a second\n"
+    "one exits at once, removing a file being written.\n"
     "Outputs (-o, --checkpoint, --metrics-out) are checked for being writable, and for room for the model\n"
     "file, before training; model files are written to a temporary name and renamed, never left truncated.\n";
 
@@ -72,11 +74,12 @@ static volatile sig_atomic_t stop_requested = 0;
 
 static void on_signal(int sig) {
     if (stop_requested) {   /* second signal: leave now (files are written by rename, so none is torn) */
+        dl4c_model_abandon_save();
         signal(sig, SIG_DFL);
         raise(sig);
     }
     stop_requested = 1;
-    static const char msg[] = "\ndl4c train: stopping after this round (a second signal exits at once)\n";
+    static const char msg[] = "\ndl4c train: stopping after this minibatch (a second signal exits at once)\n";
     ssize_t w = write(2, msg, sizeof msg - 1);
     (void)w;
 }
@@ -192,7 +195,11 @@ static void on_checkpoint(void *p, const char *path, const dl4c_train_state *s) 
     train_ctx *c = p;
     c->checkpoints++;
     c->last_checkpoint = *s;
-    if (!c->quiet)
+    if (!c->quiet && s->partial)
+        fprintf(stderr, "%sdl4c train: checkpoint written to %s (epoch %d, in round %lld after minibatch %lld of "
+                "worker 0)\n", c->tty ? "\n" : "", c->checkpoint_path, s->epoch + 1, (long long)s->round + 1,
+                (long long)s->partial->batches[0]);
+    else if (!c->quiet)
         fprintf(stderr, "%sdl4c train: checkpoint written to %s (epoch %d, round %lld)\n", c->tty ? "\n" : "",
                 c->checkpoint_path, s->epoch + 1, (long long)s->round);
 }
@@ -207,7 +214,7 @@ static dl4c_progress progress_of(const dl4c_net *net, const dl4c_train_state *s,
 static dl4c_status write_checkpoint(void *p, const dl4c_net *net, const dl4c_train_state *s) {
     train_ctx *c = p;
     dl4c_progress pr = progress_of(net, s, c->workers);
-    return dl4c_model_save_checkpoint(net, &pr, s->bmuf_delta, c->checkpoint_path);
+    return dl4c_model_save_train_checkpoint(net, &pr, s->bmuf_delta, s->partial, c->checkpoint_path);
 }
 
 /* ---- Data read from the files by each worker: MPI ranks (each keeps only its own rows)
@@ -624,6 +631,7 @@ int cmd_train(int argc, char **argv) {
     FILE *metrics = NULL;
     char default_ck[4096];
     float *resume_bmuf = NULL;   /* --resume with bmuf: the saved block momentum */
+    dl4c_worker_states resume_ws = {0};   /* --resume from a round cut short: each worker's state */
     bool metrics_existed = false; /* --metrics-out named a file that was there before */
     train_ctx ctx = {.quiet = quiet, .tty = isatty(2), .final_accuracy = NAN};
     file_data fd = {.csv = &data.csv};
@@ -710,7 +718,8 @@ int cmd_train(int argc, char **argv) {
             code = cli_fail(cmd, dl4c_error(DL4C_ERR_NOMEM, "out of memory"));
             goto out;
         }
-        if ((s = dl4c_model_read_params(resume, net, dl4c_net_params(net), dl4c_net_updater_state(net), resume_bmuf, &step, &pr))) {
+        if ((s = dl4c_model_read_checkpoint(resume, net, dl4c_net_params(net), dl4c_net_updater_state(net),
+                                            resume_bmuf, &resume_ws, &step, &pr))) {
             code = cli_fail(cmd, s);
             goto out;
         }
@@ -723,8 +732,13 @@ int cmd_train(int argc, char **argv) {
         }
         dl4c_net_set_step(net, step);
         resume_state = (dl4c_train_state){.epoch = pr.epoch, .round = pr.round, .iteration = pr.iteration,
-                                          .loss = pr.loss, .bmuf_delta = resume_bmuf};
-        if (!quiet) fprintf(stderr, "dl4c train: resuming from %s at epoch %d, round %lld\n", resume, pr.epoch + 1, (long long)pr.round);
+                                          .loss = pr.loss, .bmuf_delta = resume_bmuf,
+                                          .partial = resume_ws.workers ? &resume_ws : NULL};
+        if (!quiet && resume_ws.workers)
+            fprintf(stderr, "dl4c train: resuming from %s at epoch %d, in round %lld (worker 0 after minibatch %lld)\n",
+                    resume, pr.epoch + 1, (long long)pr.round + 1, (long long)resume_ws.batches[0]);
+        else if (!quiet)
+            fprintf(stderr, "dl4c train: resuming from %s at epoch %d, round %lld\n", resume, pr.epoch + 1, (long long)pr.round);
     }
     /* Check the outputs can be written before spending time on training. */
     struct stat metrics_st;
@@ -858,6 +872,7 @@ int cmd_train(int argc, char **argv) {
     }
 out:
     free(resume_bmuf);
+    dl4c_worker_states_free(&resume_ws);
     if (metrics) {
         fclose(metrics);
         /* failed before training wrote anything: leave no file behind that we created */

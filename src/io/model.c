@@ -11,6 +11,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,26 +43,31 @@ const char *dl4c_updater_slot_name(dl4c_updater u, int slot) {
     return slot_names[u][slot];
 }
 
-typedef enum entry_kind { ENTRY_PARAM, ENTRY_UPDATER, ENTRY_BMUF } entry_kind;
+typedef enum entry_kind { ENTRY_PARAM, ENTRY_UPDATER, ENTRY_BMUF, ENTRY_WORKER } entry_kind;
 
 /* One tensor of the file: which parameter tensor of the network, and which buffer. */
 typedef struct entry {
     char name[112];          /* tensor name in the file */
-    entry_kind kind;         /* parameter, updater slot or BMUF state */
+    entry_kind kind;         /* parameter, updater slot, BMUF state or a worker's state */
     int tensor;              /* index for dl4c_net_param_tensor */
-    int slot;                /* updater slot (ENTRY_UPDATER) */
+    int slot;                /* updater slot (ENTRY_UPDATER; ENTRY_WORKER: -1 for the parameter) */
+    int worker;              /* ENTRY_WORKER: whose */
     dl4c_param_info info;    /* name, shape, offset, size of the parameter tensor */
     bool present;            /* load: found in the file */
     uint64_t begin, end;     /* data_offsets */
 } entry;
 
 /* The tensors a file for `net` may hold, in file order: parameters, then updater slots
- * (slot-major), then BMUF state. Returns NULL on out of memory. */
-static entry *make_entries(const dl4c_net *net, bool with_updater, bool with_bmuf, int *n_out) {
+ * (slot-major), then BMUF state, then the states of `workers` workers (each its parameters,
+ * then its updater slots). Returns NULL on out of memory. */
+static entry *make_entries(const dl4c_net *net, bool with_updater, bool with_bmuf, int workers,
+                           int *n_out) {
     const int nt = dl4c_net_n_param_tensors(net);
     const dl4c_updater u = dl4c_net_conf_of(net)->updater.type;
     const int slots = with_updater ? dl4c_updater_state_per_param(u) : 0;
-    const int n = nt * (1 + slots + (with_bmuf ? 1 : 0));
+    const int64_t n64 = (int64_t)nt * (1 + slots + (with_bmuf ? 1 : 0) + (int64_t)workers * (1 + slots));
+    if (n64 > INT_MAX) return NULL;
+    const int n = (int)n64;
     entry *e = calloc((size_t)(n ? n : 1), sizeof *e);
     if (!e) return NULL;
     int k = 0;
@@ -79,13 +86,42 @@ static entry *make_entries(const dl4c_net *net, bool with_updater, bool with_bmu
             e[k] = (entry){.kind = ENTRY_BMUF, .tensor = i, .info = dl4c_net_param_tensor(net, i)};
             snprintf(e[k].name, sizeof e[k].name, "bmuf.%s", e[k].info.name);
         }
+    for (int r = 0; r < workers; r++)
+        for (int s = -1; s < slots; s++)
+            for (int i = 0; i < nt; i++, k++) {
+                e[k] = (entry){.kind = ENTRY_WORKER, .tensor = i, .slot = s, .worker = r,
+                               .info = dl4c_net_param_tensor(net, i)};
+                if (s < 0)
+                    snprintf(e[k].name, sizeof e[k].name, "worker.%d.%s", r, e[k].info.name);
+                else
+                    snprintf(e[k].name, sizeof e[k].name, "worker.%d.updater.%s.%s", r, e[k].info.name,
+                             slot_names[u][s]);
+            }
     *n_out = n;
     return e;
 }
 
 /* ---- Progress as JSON ---- */
 
-static json_t *progress_to_json(const dl4c_progress *p, bool has_updater, bool has_bmuf) {
+/* The "partial" object of a checkpoint with worker states. */
+static json_t *partial_to_json(const dl4c_worker_states *ws) {
+    json_t *o = json_object(), *a[5];
+    const char *const keys[5] = {"batches", "steps", "examples", "skipped", "loss"};
+    const int64_t *ints[4] = {ws->batches, ws->steps, ws->examples, ws->skipped};
+    int bad = !o;
+    for (int j = 0; j < 5; j++) {
+        a[j] = json_array();
+        for (int r = 0; r < ws->workers && a[j]; r++)
+            bad |= json_array_append_new(a[j], j < 4 ? json_integer((json_int_t)ints[j][r])
+                                                     : json_real(ws->loss[r]));
+        bad |= !o || json_object_set_new(o, keys[j], a[j]);
+    }
+    if (bad) { json_decref(o); return NULL; }
+    return o;
+}
+
+static json_t *progress_to_json(const dl4c_progress *p, bool has_updater, bool has_bmuf,
+                                const dl4c_worker_states *ws) {
     json_t *seed = p->seed <= (uint64_t)INT64_MAX ? json_integer((json_int_t)p->seed) : NULL;
     if (!seed) {
         char buf[32];
@@ -93,10 +129,15 @@ static json_t *progress_to_json(const dl4c_progress *p, bool has_updater, bool h
         seed = json_string(buf);
     }
     json_t *loss = isfinite(p->loss) ? json_real(p->loss) : json_null();
-    return json_pack("{s:i, s:I, s:I, s:o, s:i, s:o, s:b, s:b}", "epoch", p->epoch,
-                     "round", (json_int_t)p->round, "iteration", (json_int_t)p->iteration,
-                     "seed", seed, "workers", p->workers, "loss", loss,
-                     "has_updater", has_updater, "has_bmuf", has_bmuf);
+    json_t *o = json_pack("{s:i, s:I, s:I, s:o, s:i, s:o, s:b, s:b}", "epoch", p->epoch,
+                          "round", (json_int_t)p->round, "iteration", (json_int_t)p->iteration,
+                          "seed", seed, "workers", p->workers, "loss", loss,
+                          "has_updater", has_updater, "has_bmuf", has_bmuf);
+    if (o && ws && json_object_set_new(o, "partial", partial_to_json(ws))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 /* Parses a non-negative decimal integer (digits only) no larger than max. */
@@ -122,9 +163,10 @@ static bool json_nonneg(const json_t *v, int64_t max, int64_t *out) {
     return true;
 }
 
-/* Parses the "progress" metadata (text) into *p; missing fields stay as they are. */
+/* Parses the "progress" metadata (text) into *p; missing fields stay as they are. A
+ * "partial" object is returned in *partial (a new reference, checked by partial_from_json). */
 static dl4c_status progress_from_json(const char *path, const char *text, dl4c_progress *p,
-                                      bool *said_updater, bool *said_bmuf) {
+                                      bool *said_updater, bool *said_bmuf, json_t **partial) {
     json_error_t jerr;
     json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     if (!o || !json_is_object(o)) {
@@ -160,6 +202,8 @@ static dl4c_status progress_from_json(const char *path, const char *text, dl4c_p
             if ((ok = json_is_boolean(v))) *said_updater = json_is_true(v);
         } else if (!strcmp(key, "has_bmuf")) {
             if ((ok = json_is_boolean(v))) *said_bmuf = json_is_true(v);
+        } else if (!strcmp(key, "partial")) {
+            if ((ok = json_is_object(v))) *partial = json_incref(v);
         } else {
             s = dl4c_error(DL4C_ERR_FORMAT, "%s: __metadata__.progress: unknown field \"%s\"", path, key);
             break;
@@ -170,7 +214,85 @@ static dl4c_status progress_from_json(const char *path, const char *text, dl4c_p
         }
     }
     json_decref(o);
+    if (s) { json_decref(*partial); *partial = NULL; }
     return s;
+}
+
+/* Checks a "partial" object against the progress (one entry per worker in each array,
+ * batches within the averaging frequency) and returns the number of workers; fills ws's
+ * arrays when ws is not NULL (allocated for that many workers). */
+static dl4c_status partial_from_json(const char *path, const json_t *o, const dl4c_progress *p,
+                                     const dl4c_net_conf *conf, dl4c_worker_states *ws) {
+    static const char *const keys[5] = {"batches", "steps", "examples", "skipped", "loss"};
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)o, key, v) {
+        int j = 0;
+        while (j < 5 && strcmp(key, keys[j])) j++;
+        if (j == 5)
+            return dl4c_error(DL4C_ERR_FORMAT, "%s: __metadata__.progress.partial: unknown field \"%.64s\"",
+                              path, key);
+    }
+    if (p->workers < 1 || p->workers > DL4C_MODEL_MAX_WORKER_STATES)
+        return dl4c_error(DL4C_ERR_FORMAT, "%s: __metadata__.progress.partial: %d workers (expected 1 to %d)",
+                          path, p->workers, DL4C_MODEL_MAX_WORKER_STATES);
+    for (int j = 0; j < 5; j++) {
+        const json_t *a = json_object_get(o, keys[j]);
+        if (!json_is_array(a) || json_array_size(a) != (size_t)p->workers)
+            return dl4c_error(DL4C_ERR_FORMAT, "%s: __metadata__.progress.partial.%s: expected an array of %d "
+                              "entries (one per worker)", path, keys[j], p->workers);
+        for (int r = 0; r < p->workers; r++) {
+            const json_t *x = json_array_get(a, (size_t)r);
+            int64_t i = 0;
+            const int64_t max = j == 0 ? conf->training.averaging_frequency : INT64_MAX;
+            bool ok = j < 4 ? json_nonneg(x, max, &i) : json_is_number(x) && isfinite(json_number_value(x));
+            if (ok && j == 3) {   /* skipped <= batches */
+                int64_t b = 0;
+                ok = json_nonneg(json_array_get(json_object_get(o, "batches"), (size_t)r), INT64_MAX, &b) && i <= b;
+            }
+            if (!ok)
+                return dl4c_error(DL4C_ERR_FORMAT, "%s: __metadata__.progress.partial.%s[%d]: invalid value%s", path,
+                                  keys[j], r, j == 0 ? " (at most the averaging frequency)"
+                                                     : j == 3 ? " (at most the worker's batches)" : "");
+            if (!ws) continue;
+            switch (j) {
+            case 0: ws->batches[r] = i; break;
+            case 1: ws->steps[r] = i; break;
+            case 2: ws->examples[r] = i; break;
+            case 3: ws->skipped[r] = i; break;
+            default: ws->loss[r] = json_number_value(x); break;
+            }
+        }
+    }
+    return DL4C_OK;
+}
+
+dl4c_status dl4c_worker_states_alloc(const dl4c_net *net, int workers, dl4c_worker_states *ws) {
+    *ws = (dl4c_worker_states){0};
+    if (workers < 1) return dl4c_error(DL4C_ERR_INVALID_ARG, "worker states: %d workers", workers);
+    const size_t w = (size_t)workers, np = (size_t)dl4c_net_n_params(net),
+                 ns = (size_t)dl4c_net_n_updater_state(net);
+    ws->workers = workers;
+    ws->batches = calloc(w, sizeof(int64_t));
+    ws->steps = calloc(w, sizeof(int64_t));
+    ws->examples = calloc(w, sizeof(int64_t));
+    ws->skipped = calloc(w, sizeof(int64_t));
+    ws->loss = calloc(w, sizeof(double));
+    ws->params = calloc(w * np + 1, sizeof(float));
+    ws->ustate = ns ? calloc(w * ns, sizeof(float)) : NULL;
+    if (!ws->batches || !ws->steps || !ws->examples || !ws->skipped || !ws->loss || !ws->params ||
+        (ns && !ws->ustate)) {
+        dl4c_worker_states_free(ws);
+        return dl4c_error(DL4C_ERR_NOMEM, "worker states: out of memory for %d workers", workers);
+    }
+    return DL4C_OK;
+}
+
+void dl4c_worker_states_free(dl4c_worker_states *ws) {
+    if (!ws) return;
+    free(ws->batches); free(ws->steps); free(ws->examples); free(ws->skipped); free(ws->loss);
+    free(ws->params); free(ws->ustate);
+    *ws = (dl4c_worker_states){0};
 }
 
 /* ---- Saving ---- */
@@ -202,11 +324,20 @@ static void sync_parent_dir(const char *path) {
     free(dir);
 }
 
+/* The temporary file of the save in progress, for dl4c_model_abandon_save (a signal handler):
+ * 0 none, 2 claimed by a save filling in the name, 1 the name is complete. */
+static char pending_tmp[4096];
+static volatile sig_atomic_t pending_set = 0;
+
+void dl4c_model_abandon_save(void) {
+    if (pending_set == 1) unlink(pending_tmp);
+}
+
 /* Builds the header text (padded with spaces to a multiple of 8) and fills the entries'
  * data offsets. */
 static dl4c_status build_header(const dl4c_net *net, const dl4c_progress *progress,
-                                bool with_updater, bool with_bmuf, entry *e, int n,
-                                const char *path, char **text_out, size_t *len_out) {
+                                bool with_updater, bool with_bmuf, const dl4c_worker_states *ws,
+                                entry *e, int n, const char *path, char **text_out, size_t *len_out) {
     const dl4c_net_conf *conf = dl4c_net_conf_of(net);
     char *config = NULL;
     dl4c_status s = dl4c_config_to_json(conf, &config);
@@ -214,7 +345,7 @@ static dl4c_status build_header(const dl4c_net *net, const dl4c_progress *progre
 
     dl4c_progress p = {.seed = conf->seed, .workers = conf->training.workers, .loss = NAN};
     if (progress) p = *progress;
-    json_t *pj = progress_to_json(&p, with_updater, with_bmuf);
+    json_t *pj = progress_to_json(&p, with_updater, with_bmuf, ws);
     char *ptext = pj ? json_dumps(pj, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(pj);
     char step[32];
@@ -257,16 +388,19 @@ static dl4c_status build_header(const dl4c_net *net, const dl4c_progress *progre
 
 /* Writes header and tensors to f; returns false with errno set on a write error. */
 static bool write_body(FILE *f, const dl4c_net *net, const char *header, size_t hlen,
-                       const entry *e, int n, const float *bmuf, float *tmp) {
+                       const entry *e, int n, const float *bmuf, const dl4c_worker_states *ws,
+                       float *tmp) {
     unsigned char len8[8];
     for (int b = 0; b < 8; b++) len8[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
     if (fwrite(len8, 1, 8, f) != 8 || fwrite(header, 1, hlen, f) != hlen) return false;
     dl4c_net *mnet = (dl4c_net *)net;   /* the buffer getters are not const; only read here */
-    const int64_t np = dl4c_net_n_params(net);
+    const int64_t np = dl4c_net_n_params(net), ns = dl4c_net_n_updater_state(net);
     for (int k = 0; k < n; k++) {
         const float *flat = e[k].kind == ENTRY_PARAM     ? dl4c_net_params(mnet)
                             : e[k].kind == ENTRY_UPDATER ? dl4c_net_updater_state(mnet) + e[k].slot * np
-                                                         : bmuf;
+                            : e[k].kind == ENTRY_BMUF    ? bmuf
+                            : e[k].slot < 0 ? ws->params + e[k].worker * np
+                                            : ws->ustate + e[k].worker * ns + e[k].slot * np;
         dl4c_net_param_export(net, e[k].tensor, flat, tmp);
         const size_t cnt = (size_t)e[k].info.size;
         if (cnt && fwrite(tmp, sizeof(float), cnt, f) != cnt) return false;
@@ -274,20 +408,24 @@ static bool write_body(FILE *f, const dl4c_net *net, const char *header, size_t 
     return true;
 }
 
-dl4c_status dl4c_model_save_checkpoint(const dl4c_net *net, const dl4c_progress *progress,
-                                       const float *bmuf_delta, const char *path) {
+dl4c_status dl4c_model_save_train_checkpoint(const dl4c_net *net, const dl4c_progress *progress,
+                                             const float *bmuf_delta, const dl4c_worker_states *ws,
+                                             const char *path) {
     if (!net || !path || !*path)
         return dl4c_error(DL4C_ERR_INVALID_ARG, "model save: %s", !net ? "no network" : "no path");
+    if (ws && (ws->workers < 1 || ws->workers > DL4C_MODEL_MAX_WORKER_STATES || !ws->params ||
+               (dl4c_net_n_updater_state(net) && !ws->ustate)))
+        return dl4c_error(DL4C_ERR_INVALID_ARG, "%s: invalid worker states (%d workers)", path, ws->workers);
     const dl4c_updater u = dl4c_net_conf_of(net)->updater.type;
     const bool with_updater =
         dl4c_updater_state_per_param(u) > 0 && (!progress || progress->has_updater);
     const bool with_bmuf = bmuf_delta != NULL;
     int n = 0;
-    entry *e = make_entries(net, with_updater, with_bmuf, &n);
+    entry *e = make_entries(net, with_updater, with_bmuf, ws ? ws->workers : 0, &n);
     if (!e) return dl4c_error(DL4C_ERR_NOMEM, "%s: out of memory", path);
     char *header = NULL;
     size_t hlen = 0;
-    dl4c_status s = build_header(net, progress, with_updater, with_bmuf, e, n, path, &header, &hlen);
+    dl4c_status s = build_header(net, progress, with_updater, with_bmuf, ws, e, n, path, &header, &hlen);
     int64_t max_size = 1;
     for (int k = 0; k < n; k++)
         if (e[k].info.size > max_size) max_size = e[k].info.size;
@@ -301,7 +439,19 @@ dl4c_status dl4c_model_save_checkpoint(const dl4c_net *net, const dl4c_progress 
     }
     snprintf(tmp_path, tmp_len, "%s.tmp.XXXXXX", path);
     const mode_t mode = new_file_mode(path);
+    /* Blocked signals while the temporary file is created: a handler's dl4c_model_abandon_save
+     * then sees either no file or its whole name. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     const int fd = mkstemp(tmp_path);
+    const bool track = fd >= 0 && strlen(tmp_path) < sizeof pending_tmp &&
+                       __sync_bool_compare_and_swap(&pending_set, 0, 2);
+    if (track) {
+        memcpy(pending_tmp, tmp_path, strlen(tmp_path) + 1);
+        pending_set = 1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (fd < 0) {
         s = dl4c_error(DL4C_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
                        strerror(errno));
@@ -312,18 +462,20 @@ dl4c_status dl4c_model_save_checkpoint(const dl4c_net *net, const dl4c_progress 
         const int err = errno;
         close(fd);
         unlink(tmp_path);
+        if (track) pending_set = 0;
         s = dl4c_error(DL4C_ERR_IO, "%s: cannot write: %s", path, strerror(err));
         goto done;
     }
     errno = 0;
-    bool ok = write_body(f, net, header, hlen, e, n, bmuf_delta, tmp) && fflush(f) == 0 &&
+    bool ok = write_body(f, net, header, hlen, e, n, bmuf_delta, ws, tmp) && fflush(f) == 0 &&
               fsync(fd) == 0;
     int err = errno;
     if (ok) (void)fchmod(fd, mode);
     if (fclose(f) != 0 && ok) { ok = false; err = errno; }
     if (ok && rename(tmp_path, path) != 0) { ok = false; err = errno; }
+    if (!ok) unlink(tmp_path);
+    if (track) pending_set = 0;
     if (!ok) {
-        unlink(tmp_path);
         s = dl4c_error(DL4C_ERR_IO, "%s: cannot write: %s", path, strerror(err ? err : EIO));
         goto done;
     }
@@ -336,8 +488,13 @@ done:
     return s;
 }
 
+dl4c_status dl4c_model_save_checkpoint(const dl4c_net *net, const dl4c_progress *progress,
+                                       const float *bmuf_delta, const char *path) {
+    return dl4c_model_save_train_checkpoint(net, progress, bmuf_delta, NULL, path);
+}
+
 dl4c_status dl4c_model_save(const dl4c_net *net, const dl4c_progress *progress, const char *path) {
-    return dl4c_model_save_checkpoint(net, progress, NULL, path);
+    return dl4c_model_save_train_checkpoint(net, progress, NULL, NULL, path);
 }
 
 /* ---- Loading ---- */
@@ -571,21 +728,41 @@ fail:
     return s;
 }
 
+/* The entry named `key`, or n. The last workers x per entries are the worker states, looked
+ * up in their worker's block only (a file may hold many); the rest among the ones before. */
+static int find_entry(const entry *e, int n, int workers, int per, const char *key) {
+    const int base = n - per * workers;
+    int lo = 0, hi = base;
+    if (workers && !strncmp(key, "worker.", 7) && key[7] >= '0' && key[7] <= '9') {
+        char *end;
+        const long r = strtol(key + 7, &end, 10);
+        if (*end != '.' || r < 0 || r >= workers) return n;
+        lo = base + (int)r * per;
+        hi = lo + per;
+    }
+    for (int k = lo; k < hi; k++)
+        if (!strcmp(e[k].name, key)) return k;
+    return n;
+}
+
 /* Loads and checks `path` against `net` (the one built from its config, or a template),
- * then copies the data into params / ustate / bmuf (each NULL to skip). */
+ * then copies the data into params / ustate / bmuf (each NULL to skip) and, when the file
+ * has worker states and ws is not NULL, allocates and fills *ws. */
 static dl4c_status read_tensors(const char *path, int fd, const json_t *root, const dl4c_net *net,
                                 uint64_t data_start, uint64_t data_len, float *params,
-                                float *ustate, float *bmuf, int64_t *step_out,
-                                dl4c_progress *progress_out) {
+                                float *ustate, float *bmuf, dl4c_worker_states *ws,
+                                int64_t *step_out, dl4c_progress *progress_out) {
     const dl4c_net_conf *conf = dl4c_net_conf_of(net);
     const dl4c_updater u = conf->updater.type;
     const int slots = dl4c_updater_state_per_param(u);
     int n = 0;
-    entry *e = make_entries(net, true, true, &n);
-    if (!e) return dl4c_error(DL4C_ERR_NOMEM, "%s: out of memory", path);
+    entry *e = NULL;
     unsigned char *data = NULL;
+    json_t *partial = NULL;
+    dl4c_worker_states got = {0};
     dl4c_status s = DL4C_OK;
     const json_t *meta = json_object_get(root, "__metadata__");
+    if (ws) *ws = (dl4c_worker_states){0};
 
     /* Metadata: step and progress (optional). */
     int64_t step = 0;
@@ -602,7 +779,23 @@ static dl4c_status read_tensors(const char *path, int fd, const json_t *root, co
     const char *ptext = meta_str(meta, "progress");
     if (ptext) {
         said = true;
-        if ((s = progress_from_json(path, ptext, &prog, &said_updater, &said_bmuf))) goto done;
+        if ((s = progress_from_json(path, ptext, &prog, &said_updater, &said_bmuf, &partial))) goto done;
+    }
+    /* Worker states: as many as the progress names, each needing its parameters' bytes. */
+    int workers = 0;
+    if (partial) {
+        const uint64_t per_worker = (uint64_t)dl4c_net_n_params(net) * sizeof(float);
+        if ((s = partial_from_json(path, partial, &prog, conf, NULL))) goto done;
+        if (per_worker * (uint64_t)prog.workers > data_len) {
+            s = dl4c_error(DL4C_ERR_FORMAT, "%s: __metadata__.progress.partial: %d worker states need more than the "
+                           "%" PRIu64 " bytes of tensor data", path, prog.workers, data_len);
+            goto done;
+        }
+        workers = prog.workers;
+    }
+    if (!(e = make_entries(net, true, true, workers, &n))) {
+        s = dl4c_error(DL4C_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
     }
 
     /* Every tensor in the header must be one the network expects. */
@@ -610,12 +803,15 @@ static dl4c_status read_tensors(const char *path, int fd, const json_t *root, co
     json_t *v;
     json_object_foreach((json_t *)root, key, v) {
         if (!strcmp(key, "__metadata__")) continue;
-        int k = 0;
-        while (k < n && strcmp(e[k].name, key)) k++;
+        const int k = find_entry(e, n, workers, dl4c_net_n_param_tensors(net) * (1 + slots), key);
         if (k == n) {
             if (!strncmp(key, "updater.", 8) && slots == 0)
                 s = dl4c_error(DL4C_ERR_FORMAT, "%s: unexpected tensor \"%.120s\" (the configuration's "
                                "updater, %s, keeps no state)", path, key, dl4c_updater_str(u));
+            else if (!strncmp(key, "worker.", 7))
+                s = dl4c_error(DL4C_ERR_FORMAT, "%s: unexpected tensor \"%.120s\" (%s)", path, key,
+                               workers ? "no such worker or parameter in the progress and configuration"
+                                       : "__metadata__.progress has no \"partial\" object of worker states");
             else if (!strncmp(key, "updater.", 8))
                 s = dl4c_error(DL4C_ERR_FORMAT, "%s: unexpected tensor \"%.120s\" (the configuration's "
                                "updater, %s, keeps state \"%s\"%s%s%s)", path, key, dl4c_updater_str(u),
@@ -629,15 +825,18 @@ static dl4c_status read_tensors(const char *path, int fd, const json_t *root, co
         if ((s = check_entry(path, &e[k], v, data_len))) goto done;
     }
 
-    /* Parameters are required; updater state and BMUF state are all or nothing. */
+    /* Parameters are required (and each worker's, when the progress lists workers); updater
+     * state (the network's and the workers') and BMUF state are all or nothing. */
     bool has_updater = false, has_bmuf = false;
     for (int k = 0; k < n; k++) {
-        if (e[k].kind == ENTRY_UPDATER && e[k].present) has_updater = true;
+        if ((e[k].kind == ENTRY_UPDATER || (e[k].kind == ENTRY_WORKER && e[k].slot >= 0)) && e[k].present)
+            has_updater = true;
         if (e[k].kind == ENTRY_BMUF && e[k].present) has_bmuf = true;
     }
     for (int k = 0; k < n; k++) {
         const bool needed = e[k].kind == ENTRY_PARAM || (e[k].kind == ENTRY_UPDATER && has_updater) ||
-                            (e[k].kind == ENTRY_BMUF && has_bmuf);
+                            (e[k].kind == ENTRY_BMUF && has_bmuf) ||
+                            (e[k].kind == ENTRY_WORKER && (e[k].slot < 0 || has_updater));
         if (needed && !e[k].present) {
             s = dl4c_error(DL4C_ERR_FORMAT, "%s: missing tensor \"%s\"", path, e[k].name);
             goto done;
@@ -660,19 +859,30 @@ static dl4c_status read_tensors(const char *path, int fd, const json_t *root, co
         s = read_error(path, errno);
         goto done;
     }
-    const int64_t np = dl4c_net_n_params(net);
+    if (ws && workers) {
+        if ((s = dl4c_worker_states_alloc(net, workers, &got))) goto done;
+        if ((s = partial_from_json(path, partial, &prog, conf, &got))) goto done;
+    }
+    const int64_t np = dl4c_net_n_params(net), ns = dl4c_net_n_updater_state(net);
     for (int k = 0; k < n; k++) {
         if (!e[k].present) continue;
         float *flat = e[k].kind == ENTRY_PARAM     ? params
                       : e[k].kind == ENTRY_UPDATER ? (ustate ? ustate + e[k].slot * np : NULL)
-                                                   : bmuf;
+                      : e[k].kind == ENTRY_BMUF    ? bmuf
+                      : !got.workers ? NULL
+                      : e[k].slot < 0 ? got.params + e[k].worker * np
+                                      : got.ustate + e[k].worker * ns + e[k].slot * np;
         if (flat) dl4c_net_param_import(net, e[k].tensor, (const float *)(data + e[k].begin), flat);
     }
     if (step_out) *step_out = step;
     prog.has_updater = has_updater;
     prog.has_bmuf = has_bmuf;
+    prog.has_workers = workers > 0;
     if (progress_out) *progress_out = prog;
+    if (ws) { *ws = got; got = (dl4c_worker_states){0}; }
 done:
+    dl4c_worker_states_free(&got);
+    json_decref(partial);
     free(data);
     free(e);
     return s;
@@ -740,7 +950,7 @@ dl4c_status dl4c_model_load(const char *path, dl4c_net **net_out, dl4c_progress 
     }
     int64_t step = 0;
     s = read_tensors(path, fd, root, net, start, len, dl4c_net_params(net),
-                     dl4c_net_updater_state(net), NULL, &step, progress_out);
+                     dl4c_net_updater_state(net), NULL, NULL, &step, progress_out);
     if (s) goto done;
     dl4c_net_set_step(net, step);
     *net_out = net;
@@ -755,6 +965,14 @@ done:
 dl4c_status dl4c_model_read_params(const char *path, const dl4c_net *net_template, float *params,
                                    float *ustate, float *bmuf_delta, int64_t *step_out,
                                    dl4c_progress *progress_out) {
+    return dl4c_model_read_checkpoint(path, net_template, params, ustate, bmuf_delta, NULL, step_out,
+                                      progress_out);
+}
+
+dl4c_status dl4c_model_read_checkpoint(const char *path, const dl4c_net *net_template, float *params,
+                                       float *ustate, float *bmuf_delta, dl4c_worker_states *ws,
+                                       int64_t *step_out, dl4c_progress *progress_out) {
+    if (ws) *ws = (dl4c_worker_states){0};
     if (!path || !net_template || !params)
         return dl4c_error(DL4C_ERR_INVALID_ARG, "model read: %s",
                           !path ? "no path" : !net_template ? "no template network" : "no buffer");
@@ -766,7 +984,7 @@ dl4c_status dl4c_model_read_params(const char *path, const dl4c_net *net_templat
     uint64_t start = 0, len = 0;
     if (!(s = read_header(path, fd, &root, &conf, &start, &len))) {
         dl4c_config_free_strings(&conf);
-        s = read_tensors(path, fd, root, net_template, start, len, params, ustate, bmuf_delta,
+        s = read_tensors(path, fd, root, net_template, start, len, params, ustate, bmuf_delta, ws,
                          step_out, progress_out);
     }
     json_decref(root);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 /* Slots of the per-round reduction (doubles, summed over workers). */
-enum { R_BATCHES, R_BATCHES_SQ, R_WORKING, R_FAILED, R_LOSS, R_EXAMPLES, R_STOP, R_SKIPPED, R_COUNT };
+enum { R_BATCHES, R_BATCHES_SQ, R_WORKING, R_FAILED, R_LOSS, R_EXAMPLES, R_STOP, R_SKIPPED, R_CUT, R_COUNT };
 
 typedef struct worker_ctx {
     dl4c_comm *comm;
@@ -182,6 +182,64 @@ static dl4c_status fail_all(worker_ctx *w, dl4c_status own, int failed_workers) 
     return dl4c_error(DL4C_ERR_COMM, "training stopped: %d other worker(s) failed", failed_workers);
 }
 
+/* Worker 0 writes a checkpoint of `cst`; every worker learns whether it was written. */
+static dl4c_status checkpoint_now(worker_ctx *w, const dl4c_train_state *cst) {
+    dl4c_status cs = DL4C_OK, s;
+    if (w->rank == 0) cs = w->opts->checkpoint(w->opts->checkpoint_ctx, w->net, cst);
+    int64_t bad = cs != DL4C_OK;
+    if ((s = dl4c_comm_allreduce(w->comm, &bad, 1, DL4C_I64, DL4C_REDUCE_SUM))) return s;
+    if (bad) return cs ? cs : dl4c_error(DL4C_ERR_IO, "worker 0 could not write a checkpoint");
+    if (w->rank == 0 && w->opts->listener.on_checkpoint)
+        w->opts->listener.on_checkpoint(w->opts->listener.ctx, NULL, cst);
+    return DL4C_OK;
+}
+
+/* A stop request cut the round short on some worker: every worker's own state (parameters,
+ * updater state, step, and its minibatches, examples, skipped minibatches and loss so far in
+ * the round; `own` = loss, examples, skipped) goes to worker 0, which writes the checkpoint.
+ * Returns DL4C_ERR_INTERRUPTED once it is written. */
+static dl4c_status checkpoint_cut(worker_ctx *w, int epoch, int64_t round, const dl4c_train_state *st,
+                                  int k, const double own[3], bool bmuf) {
+    dl4c_net *net = w->net;
+    const int64_t np = dl4c_net_n_params(net), ns = dl4c_net_n_updater_state(net);
+    dl4c_worker_states ws;
+    dl4c_status s = dl4c_worker_states_alloc(net, w->size, &ws), cs = s;
+    int64_t bad = s != DL4C_OK;
+    if ((s = dl4c_comm_allreduce(w->comm, &bad, 1, DL4C_I64, DL4C_REDUCE_SUM)) || bad) {
+        dl4c_worker_states_free(&ws);
+        return s ? s : cs ? cs : dl4c_error(DL4C_ERR_NOMEM, "training: another worker ran out of memory for the checkpoint");
+    }
+    const int r = w->rank;
+    ws.batches[r] = k;
+    ws.steps[r] = dl4c_net_step(net);
+    ws.loss[r] = own[0];
+    ws.examples[r] = (int64_t)own[1];
+    ws.skipped[r] = (int64_t)own[2];
+    memcpy(ws.params + r * np, dl4c_net_params(net), sizeof(float) * (size_t)np);
+    if (ns) memcpy(ws.ustate + r * ns, dl4c_net_updater_state(net), sizeof(float) * (size_t)ns);
+    /* Gathered exactly: sums with zeros for the counts, one broadcast per worker for the floats. */
+    int64_t *ints[4] = {ws.batches, ws.steps, ws.examples, ws.skipped};
+    for (int j = 0; j < 4 && !s; j++) s = dl4c_comm_allreduce(w->comm, ints[j], w->size, DL4C_I64, DL4C_REDUCE_SUM);
+    if (!s) s = dl4c_comm_allreduce(w->comm, ws.loss, w->size, DL4C_F64, DL4C_REDUCE_SUM);
+    for (int q = 0; q < w->size && !s; q++) {
+        s = dl4c_comm_broadcast(w->comm, ws.params + q * np, sizeof(float) * (size_t)np, q);
+        if (!s && ns) s = dl4c_comm_broadcast(w->comm, ws.ustate + q * ns, sizeof(float) * (size_t)ns, q);
+    }
+    if (s) { dl4c_worker_states_free(&ws); return s; }
+    dl4c_train_state cst = *st;
+    cst.epoch = epoch;
+    cst.round = round;
+    cst.bmuf_delta = bmuf ? w->delta : NULL;
+    cst.partial = &ws;
+    /* The file's own parameters: worker 0's, or with bmuf the global model. */
+    if (bmuf) memcpy(dl4c_net_params(net), w->global, sizeof(float) * (size_t)np);
+    s = checkpoint_now(w, &cst);
+    dl4c_worker_states_free(&ws);
+    if (s) return s;
+    return dl4c_error(DL4C_ERR_INTERRUPTED, "training interrupted at epoch %d, in round %lld (between minibatches)",
+                      epoch + 1, (long long)round + 1);
+}
+
 static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c_train_state *st,
                              double *epoch_loss, int64_t *epoch_examples, int64_t *epoch_rounds) {
     dl4c_net *net = w->net;
@@ -199,8 +257,12 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
         if (nb > max_batches) max_batches = nb;
     }
     const int64_t rounds = ceil_div(max_batches, F);
-    const int64_t my_n = starts[w->rank + 1] - starts[w->rank];
-    const int64_t skip = first_round * F * B < my_n ? first_round * F * B : my_n;
+    const int64_t my_n = starts[w->rank + 1] - starts[w->rank], my_batches = ceil_div(my_n, B);
+    /* Resuming a round cut short: this worker's minibatches already done in it. */
+    const dl4c_worker_states *part = st->partial;
+    st->partial = NULL;
+    const int64_t done0 = part ? part->batches[w->rank] : 0;
+    const int64_t skip = (first_round * F + done0) * B < my_n ? (first_round * F + done0) * B : my_n;
     /* Blocks of whole minibatches when streaming, else all rows at once. */
     int64_t block = w->data->block_rows > 0 ? w->data->block_rows / B * B : my_n - skip;
     if (block < B) block = B;
@@ -215,19 +277,34 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
     int64_t loss_batches = 0, examples = 0;
     dl4c_status result = DL4C_OK;
     const bool bmuf = t->averaging == DL4C_AVG_BMUF && w->size > 1;
+    /* A stop request cuts a round short only when the cut can be checkpointed. */
+    const bool can_cut = w->opts->checkpoint != NULL;
     for (int64_t round = first_round; round < rounds; round++) {
-        if (bmuf) {
+        /* A resumed round continues from each worker's saved state (dl4c_train_worker). */
+        const bool resumed = part && round == first_round;
+        if (bmuf && !resumed) {
             bmuf_lookahead(w, dl4c_net_params(net), n_params);
         }
-        if (!t->save_updater) {   /* DL4J: without save_updater each round starts a fresh updater */
+        if (!t->save_updater && !resumed) {   /* DL4J: without save_updater each round starts a fresh updater */
             memset(dl4c_net_updater_state(net), 0, sizeof(float) * (size_t)n_state);
             dl4c_net_set_step(net, 0);
         }
         double red[R_COUNT] = {0};
         const double t0 = dl4c_now();
         int k = 0;
+        if (resumed) {
+            k = (int)done0;
+            red[R_LOSS] = part->loss[w->rank];
+            red[R_EXAMPLES] = (double)part->examples[w->rank];
+            red[R_SKIPPED] = (double)part->skipped[w->rank];
+        }
+        /* Minibatches this worker does in this round when not stopped. */
+        const int64_t left = my_batches - round * F, expect = left < 0 ? 0 : left < F ? left : F;
+        bool cut = false;
         dl4c_batch b;
-        while (!own_err && k < F && feed_next(&feed, &b, &own_err)) {
+        while (!own_err && k < F) {
+            if (can_cut && k < expect && stop_requested(w->opts)) { cut = true; break; }
+            if (!feed_next(&feed, &b, &own_err)) break;
             float score;
             bool skipped;
             dl4c_status fs = fit_step(w, &b, epoch, st->iteration + k + 1, &score, &skipped);
@@ -244,6 +321,8 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
         }
         dl4c_net_sync_host(net);   /* GPU networks: host copies current for the averaging below */
         const double t1 = dl4c_now();
+        const double own[3] = {red[R_LOSS], red[R_EXAMPLES], red[R_SKIPPED]};
+        red[R_CUT] = cut;
         red[R_BATCHES] = k;
         red[R_BATCHES_SQ] = (double)k * k;
         red[R_WORKING] = k > 0;
@@ -254,6 +333,19 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
         s = dl4c_comm_allreduce(w->comm, red, R_COUNT, DL4C_F64, DL4C_REDUCE_SUM);
         if (s) { result = s; break; }
         if (red[R_FAILED] > 0) { result = fail_all(w, own_err, (int)red[R_FAILED]); break; }
+        if (red[R_CUT] > 0 && (red[R_BATCHES] > 0 || resumed)) {
+            result = checkpoint_cut(w, epoch, round, st, k, own, bmuf);
+            break;
+        }
+        if (red[R_CUT] > 0) {   /* no worker began the round: its start is a round boundary */
+            if (bmuf) memcpy(dl4c_net_params(net), w->global, sizeof(float) * (size_t)n_params);
+            dl4c_train_state cst = *st;
+            cst.bmuf_delta = bmuf ? w->delta : NULL;
+            if (!(result = checkpoint_now(w, &cst)))
+                result = dl4c_error(DL4C_ERR_INTERRUPTED, "training interrupted at epoch %d, after round %lld",
+                                    epoch + 1, (long long)round);
+            break;
+        }
         const double K = red[R_BATCHES], nwork = red[R_WORKING];
         /* Host buffers, current after the fits (on a GPU the getters copy them down). */
         float *params = dl4c_net_params(net), *ustate = dl4c_net_updater_state(net);
@@ -321,16 +413,10 @@ static dl4c_status run_epoch(worker_ctx *w, int epoch, int64_t first_round, dl4c
         const bool last = round + 1 == rounds;
         const bool stop = red[R_STOP] > 0 && !last;
         if (w->opts->checkpoint && ((w->opts->checkpoint_every > 0 && (round + 1) % w->opts->checkpoint_every == 0) || stop)) {
-            dl4c_status cs = DL4C_OK;
             dl4c_train_state cst = *st;
             if (last) { cst.epoch = epoch + 1; cst.round = 0; }
             cst.bmuf_delta = bmuf ? w->delta : NULL;
-            if (w->rank == 0) cs = w->opts->checkpoint(w->opts->checkpoint_ctx, net, &cst);
-            int64_t bad = cs != DL4C_OK;
-            if ((s = dl4c_comm_allreduce(w->comm, &bad, 1, DL4C_I64, DL4C_REDUCE_SUM))) { result = s; break; }
-            if (bad) { result = cs ? cs : dl4c_error(DL4C_ERR_IO, "worker 0 could not write a checkpoint"); break; }
-            if (w->rank == 0 && w->opts->listener.on_checkpoint)
-                w->opts->listener.on_checkpoint(w->opts->listener.ctx, NULL, &cst);
+            if ((result = checkpoint_now(w, &cst))) break;
         }
         if (stop) {
             result = dl4c_error(DL4C_ERR_INTERRUPTED, "training interrupted at epoch %d, round %lld",
@@ -422,6 +508,20 @@ dl4c_status dl4c_train_worker(dl4c_comm *comm, dl4c_net *net, const dl4c_train_d
         (opts->on_nan == DL4C_ON_NAN_SKIP_BATCH && !w.backup)) {
         free(w.stats); free(w.global); free(w.delta); free(w.backup);
         return dl4c_error(DL4C_ERR_NOMEM, "training: out of memory");
+    }
+    /* Resuming a round cut short: each worker continues from its own saved state (the global
+     * model above came from the checkpoint's parameters). */
+    const dl4c_worker_states *part = st.partial;
+    if (part && (part->workers != w.size || !part->params || (n_state && !part->ustate))) {
+        free(w.stats); free(w.global); free(w.delta); free(w.backup);
+        return dl4c_error(DL4C_ERR_INVALID_ARG, "training: the checkpoint holds the states of %d workers in a "
+                          "round cut short; this run has %d (resuming needs the same)", part->workers, w.size);
+    }
+    if (part) {
+        memcpy(dl4c_net_params(net), part->params + w.rank * n_params, sizeof(float) * (size_t)n_params);
+        if (n_state)
+            memcpy(dl4c_net_updater_state(net), part->ustate + w.rank * n_state, sizeof(float) * (size_t)n_state);
+        dl4c_net_set_step(net, part->steps[w.rank]);
     }
     dl4c_status result = DL4C_OK;
     for (int epoch = st.epoch; epoch < t->epochs; epoch++) {

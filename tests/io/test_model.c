@@ -607,6 +607,169 @@ static void test_bad_tensors(void **state) {
     expect_edit_fail(no_edit, 1, "1 trailing bytes");
 }
 
+/* ---- Worker states of a round cut short (a checkpoint written on SIGINT mid-round) ---- */
+
+static char g_workers_ckpt[512];   /* a checkpoint with 3 workers' states, for the edits */
+
+static void fill_worker_states(dl4c_net *net, dl4c_worker_states *ws) {
+    const int64_t np = dl4c_net_n_params(net), ns = dl4c_net_n_updater_state(net);
+    assert_int_equal(dl4c_worker_states_alloc(net, 3, ws), DL4C_OK);
+    dl4c_rng r = dl4c_rng_make(5, 6, 7, 8);
+    for (int64_t i = 0; i < 3 * np; i++) ws->params[i] = (float)dl4c_rng_normal(&r);
+    for (int64_t i = 0; i < 3 * ns; i++) ws->ustate[i] = (float)dl4c_rng_uniform(&r);
+    const int64_t batches[3] = {2, 0, 5}, steps[3] = {12, 10, 15}, skipped[3] = {0, 0, 1};
+    for (int w = 0; w < 3; w++) {
+        ws->batches[w] = batches[w];
+        ws->steps[w] = steps[w];
+        ws->examples[w] = batches[w] * 32;
+        ws->skipped[w] = skipped[w];
+        ws->loss[w] = 0.1 * (w + 1) + 1.0 / 3.0;
+    }
+}
+
+static void test_worker_states(void **state) {
+    (void)state;
+    dl4c_net *net = trained_lenet(DL4C_ADAGRAD, 2);
+    const int64_t np = dl4c_net_n_params(net), ns = dl4c_net_n_updater_state(net);
+    dl4c_worker_states ws;
+    fill_worker_states(net, &ws);
+    const dl4c_progress p = {.epoch = 1, .round = 4, .iteration = 10, .seed = 123, .workers = 3,
+                             .loss = 0.5, .has_updater = true};
+    const char *path = strcpy(g_workers_ckpt, tmp_path("cut.safetensors"));
+    assert_int_equal(dl4c_model_save_train_checkpoint(net, &p, NULL, &ws, path), DL4C_OK);
+
+    /* Read back: every worker's tensors and counters, bit for bit. */
+    dl4c_net *tmpl = lenet(DL4C_ADAGRAD);
+    float *params = malloc(sizeof(float) * (size_t)np), *ustate = malloc(sizeof(float) * (size_t)ns);
+    dl4c_worker_states got;
+    dl4c_progress q;
+    int64_t step = -1;
+    assert_int_equal(dl4c_model_read_checkpoint(path, tmpl, params, ustate, NULL, &got, &step, &q), DL4C_OK);
+    assert_true(q.has_workers);
+    assert_int_equal(got.workers, 3);
+    assert_memory_equal(got.params, ws.params, sizeof(float) * (size_t)(3 * np));
+    assert_memory_equal(got.ustate, ws.ustate, sizeof(float) * (size_t)(3 * ns));
+    assert_memory_equal(got.batches, ws.batches, sizeof(int64_t) * 3);
+    assert_memory_equal(got.steps, ws.steps, sizeof(int64_t) * 3);
+    assert_memory_equal(got.examples, ws.examples, sizeof(int64_t) * 3);
+    assert_memory_equal(got.skipped, ws.skipped, sizeof(int64_t) * 3);
+    assert_memory_equal(got.loss, ws.loss, sizeof(double) * 3);
+    assert_memory_equal(params, dl4c_net_params(net), sizeof(float) * (size_t)np);
+    assert_int_equal(step, 2);
+    dl4c_worker_states_free(&got);
+    assert_null(got.params);
+
+    /* A file without worker states reads as none; the model loaders accept (and skip) them. */
+    assert_int_equal(dl4c_model_save(net, &p, tmp_path("plain.safetensors")), DL4C_OK);
+    assert_int_equal(dl4c_model_read_checkpoint(tmp_path("plain.safetensors"), tmpl, params, NULL, NULL, &got,
+                                                NULL, &q), DL4C_OK);
+    assert_int_equal(got.workers, 0);
+    assert_false(q.has_workers);
+    assert_int_equal(dl4c_model_read_params(path, tmpl, params, NULL, NULL, NULL, &q), DL4C_OK);
+    assert_true(q.has_workers);
+    dl4c_net *back;
+    assert_int_equal(dl4c_model_load(path, &back, &q), DL4C_OK);
+    assert_same_net(net, back, true);
+    dl4c_net_free(back);
+
+    /* Without the updater state, the workers' updater tensors are left out too. */
+    dl4c_progress nu = p;
+    nu.has_updater = false;
+    assert_int_equal(dl4c_model_save_train_checkpoint(net, &nu, NULL, &ws, tmp_path("cut_nu.safetensors")), DL4C_OK);
+    assert_int_equal(dl4c_model_read_checkpoint(tmp_path("cut_nu.safetensors"), tmpl, params, NULL, NULL, &got,
+                                                NULL, &q), DL4C_OK);
+    assert_false(q.has_updater);
+    assert_memory_equal(got.params, ws.params, sizeof(float) * (size_t)(3 * np));
+    dl4c_worker_states_free(&got);
+
+    dl4c_worker_states_free(&ws);
+    dl4c_net_free(tmpl);
+    dl4c_net_free(net);
+    free(params);
+    free(ustate);
+}
+
+/* Edits the "partial" object inside the progress metadata of g_workers_ckpt. */
+static void edit_partial(model_file *m, void (*edit)(json_t *partial, json_t *progress)) {
+    json_t *progress = json_loads(json_string_value(json_object_get(meta_of(m), "progress")), 0, NULL);
+    assert_non_null(progress);
+    edit(json_object_get(progress, "partial"), progress);
+    char *text = json_dumps(progress, JSON_COMPACT);
+    json_object_set_new(meta_of(m), "progress", json_string(text));
+    free(text);
+    json_decref(progress);
+}
+static void short_array(json_t *pa, json_t *pr) { (void)pr; json_array_remove(json_object_get(pa, "steps"), 0); }
+static void too_many_batches(json_t *pa, json_t *pr) {
+    (void)pr;
+    json_array_set_new(json_object_get(pa, "batches"), 0, json_integer(1000));
+}
+static void skipped_over(json_t *pa, json_t *pr) {
+    (void)pr;
+    json_array_set_new(json_object_get(pa, "skipped"), 1, json_integer(1));
+}
+static void loss_string(json_t *pa, json_t *pr) { (void)pr; json_array_set_new(json_object_get(pa, "loss"), 2, json_string("x")); }
+static void partial_extra(json_t *pa, json_t *pr) { (void)pr; json_object_set_new(pa, "rng", json_array()); }
+static void partial_gone(json_t *pa, json_t *pr) { (void)pa; json_object_del(pr, "partial"); }
+static void workers_zero(json_t *pa, json_t *pr) { (void)pa; json_object_set_new(pr, "workers", json_integer(0)); }
+static void workers_many(json_t *pa, json_t *pr) {
+    json_object_set_new(pr, "workers", json_integer(4000));
+    const char *keys[] = {"batches", "steps", "examples", "skipped", "loss"};
+    for (int j = 0; j < 5; j++)
+        for (int w = 3; w < 4000; w++) json_array_append_new(json_object_get(pa, keys[j]), json_integer(0));
+}
+
+static void ep_short_array(model_file *m) { edit_partial(m, short_array); }
+static void ep_too_many_batches(model_file *m) { edit_partial(m, too_many_batches); }
+static void ep_skipped_over(model_file *m) { edit_partial(m, skipped_over); }
+static void ep_loss_string(model_file *m) { edit_partial(m, loss_string); }
+static void ep_partial_extra(model_file *m) { edit_partial(m, partial_extra); }
+static void ep_partial_gone(model_file *m) { edit_partial(m, partial_gone); }
+static void ep_workers_zero(model_file *m) { edit_partial(m, workers_zero); }
+static void ep_workers_many(model_file *m) { edit_partial(m, workers_many); }
+static void missing_worker_tensor(model_file *m) { json_object_del(m->header, "worker.1.layers.4.bias"); }
+static void missing_worker_state(model_file *m) { json_object_del(m->header, "worker.2.updater.layers.0.weight.sum_sq"); }
+static void worker_out_of_range(model_file *m) {
+    json_t *t = json_deep_copy(json_object_get(m->header, "worker.2.layers.0.bias"));
+    json_object_del(m->header, "worker.2.layers.0.bias");
+    json_object_set_new(m->header, "worker.3.layers.0.bias", t);
+}
+
+static void expect_workers_edit_fail(edit_fn edit, const char *fragment) {
+    model_file m = open_model_file(g_workers_ckpt);
+    edit(&m);
+    const char *path = tmp_path("cut_edited.safetensors");
+    write_model_file(path, &m, 0);
+    close_model_file(&m);
+    expect_load_fail(path, DL4C_ERR_FORMAT, fragment);
+    /* The resume path checks the same, and leaves the caller's buffers as they were. */
+    dl4c_net *tmpl = lenet(DL4C_ADAGRAD);
+    dl4c_worker_states ws = {.workers = 99};
+    float *params = calloc((size_t)dl4c_net_n_params(tmpl), sizeof(float));
+    assert_int_equal(dl4c_model_read_checkpoint(path, tmpl, params, NULL, NULL, &ws, NULL, NULL), DL4C_ERR_FORMAT);
+    assert_int_equal(ws.workers, 0);
+    assert_null(ws.params);
+    for (int64_t i = 0; i < dl4c_net_n_params(tmpl); i++) assert_true(params[i] == 0.0f);
+    free(params);
+    dl4c_net_free(tmpl);
+}
+
+static void test_bad_worker_states(void **state) {
+    (void)state;
+    assert_true(g_workers_ckpt[0]);   /* written by test_worker_states */
+    expect_workers_edit_fail(ep_short_array, "partial.steps: expected an array of 3 entries");
+    expect_workers_edit_fail(ep_too_many_batches, "partial.batches[0]: invalid value (at most the averaging frequency)");
+    expect_workers_edit_fail(ep_skipped_over, "partial.skipped[1]: invalid value (at most the worker's batches)");
+    expect_workers_edit_fail(ep_loss_string, "partial.loss[2]: invalid value");
+    expect_workers_edit_fail(ep_partial_extra, "partial: unknown field \"rng\"");
+    expect_workers_edit_fail(ep_partial_gone, "has no \"partial\" object");
+    expect_workers_edit_fail(ep_workers_zero, "0 workers (expected 1 to 65536)");
+    expect_workers_edit_fail(ep_workers_many, "4000 worker states need more than the");
+    expect_workers_edit_fail(missing_worker_tensor, "missing tensor \"worker.1.layers.4.bias\"");
+    expect_workers_edit_fail(missing_worker_state, "missing tensor \"worker.2.updater.layers.0.weight.sum_sq\"");
+    expect_workers_edit_fail(worker_out_of_range, "unexpected tensor \"worker.3.layers.0.bias\"");
+}
+
 static void test_bad_container(void **state) {
     (void)state;
     const char *path = tmp_path("container.safetensors");
@@ -777,6 +940,8 @@ int main(void) {
         cmocka_unit_test(test_without_updater),
         cmocka_unit_test(test_progress_edge_cases),
         cmocka_unit_test(test_checkpoint_read_params),
+        cmocka_unit_test(test_worker_states),
+        cmocka_unit_test(test_bad_worker_states),
         cmocka_unit_test(test_write_python_fixture),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_flipped_header_bytes),

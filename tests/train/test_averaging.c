@@ -258,6 +258,130 @@ static void test_nan_stops_all_workers(void **state) {
     dl4c_dataset_free(ds);
 }
 
+/* ---- A stop request between minibatches (SIGINT) cuts a round short ---- */
+
+/* Training data served one minibatch at a time from memory (streaming, block_rows = batch);
+ * worker `stop_worker` sets the stop flag when it acquires its `stop_at`-th block. */
+typedef struct cut_data {
+    const dl4c_dataset *ds;
+    volatile sig_atomic_t stop;
+    int stop_worker, stop_at, acquired[8];
+} cut_data;
+
+static dl4c_status cut_acquire(void *p, int worker, const int64_t *rows, int64_t n, const dl4c_dataset **ds,
+                               const int64_t **idx) {
+    cut_data *c = p;
+    (void)n;
+    if (worker == c->stop_worker && ++c->acquired[worker] == c->stop_at) c->stop = 1;
+    *ds = c->ds;
+    *idx = rows;
+    return DL4C_OK;
+}
+
+static void cut_release(void *p, int worker) { (void)p; (void)worker; }
+
+/* The checkpoint of the cut: the net's own tensors, the state and a deep copy of the workers'. */
+typedef struct cut_capture {
+    int checkpoints;
+    float *params, *ustate, *bmuf;
+    int64_t step;
+    dl4c_train_state st;
+    dl4c_worker_states ws;
+} cut_capture;
+
+static dl4c_status keep_cut(void *p, const dl4c_net *net, const dl4c_train_state *s) {
+    cut_capture *c = p;
+    dl4c_net *n = (dl4c_net *)net;
+    const int64_t np = dl4c_net_n_params(n), ns = dl4c_net_n_updater_state(n);
+    c->checkpoints++;
+    assert_non_null(s->partial);
+    memcpy(c->params, dl4c_net_params(n), sizeof(float) * np);
+    memcpy(c->ustate, dl4c_net_updater_state(n), sizeof(float) * ns);
+    c->step = dl4c_net_step(net);
+    c->st = *s;
+    if (s->bmuf_delta) {
+        memcpy(c->bmuf, s->bmuf_delta, sizeof(float) * np);
+        c->st.bmuf_delta = c->bmuf;
+    }
+    const dl4c_worker_states *w = s->partial;
+    assert_int_equal(dl4c_worker_states_alloc(net, w->workers, &c->ws), DL4C_OK);
+    memcpy(c->ws.params, w->params, sizeof(float) * np * w->workers);
+    memcpy(c->ws.ustate, w->ustate, sizeof(float) * ns * w->workers);
+    memcpy(c->ws.batches, w->batches, sizeof(int64_t) * w->workers);
+    memcpy(c->ws.steps, w->steps, sizeof(int64_t) * w->workers);
+    memcpy(c->ws.examples, w->examples, sizeof(int64_t) * w->workers);
+    memcpy(c->ws.skipped, w->skipped, sizeof(int64_t) * w->workers);
+    memcpy(c->ws.loss, w->loss, sizeof(double) * w->workers);
+    c->st.partial = &c->ws;
+    return DL4C_OK;
+}
+
+/* Stopped between minibatches, training writes every worker's state and returns
+ * DL4C_ERR_INTERRUPTED; resuming from it gives the uninterrupted run's parameters, bit for bit
+ * (plain averaging with Adam and save_updater; BMUF with a fresh updater every round). */
+static void test_stop_mid_round_resumes_exactly(void **state) {
+    dl4c_dataset *ds = make_data(301, 8);
+    for (int run = 0; run < 2; run++) {
+        dl4c_net_conf c = small_conf(DL4C_ADAM, 3, 5, 4, 2);
+        if (run == 1) {
+            c.training.averaging = DL4C_AVG_BMUF;
+            c.training.block_momentum = 0.5f;
+            c.training.block_learning_rate = 1.0f;
+            c.training.save_updater = false;
+        }
+        dl4c_net *a, *b, *cut;
+        assert_int_equal(dl4c_net_new(&c, &a), DL4C_OK);
+        assert_int_equal(dl4c_net_new(&c, &b), DL4C_OK);
+        assert_int_equal(dl4c_net_new(&c, &cut), DL4C_OK);
+        const int64_t P = dl4c_net_n_params(a);
+        cut_data data = {.ds = ds, .stop_worker = 1, .stop_at = 7};   /* worker 1's 7th minibatch: round 2 */
+        dl4c_train_data td = {.n_train = 301, .acquire = cut_acquire, .release = cut_release, .ctx = &data,
+                              .block_rows = 5};
+        dl4c_train_state st;
+        dl4c_train_opts plain = {.threads = 1};
+        data.stop_worker = -1;
+        assert_int_equal(dl4c_train_local_data(a, &td, &plain, &st), DL4C_OK);
+
+        data.stop_worker = 1;
+        cut_capture cap = {.params = malloc(sizeof(float) * P), .bmuf = malloc(sizeof(float) * P),
+                           .ustate = malloc(sizeof(float) * dl4c_net_n_updater_state(a))};
+        dl4c_train_opts opts = {.threads = 1, .checkpoint = keep_cut, .checkpoint_ctx = &cap, .stop = &data.stop};
+        dl4c_train_state cst;
+        assert_int_equal(dl4c_train_local_data(cut, &td, &opts, &cst), DL4C_ERR_INTERRUPTED);
+        assert_non_null(strstr(dl4c_error_message(), "between minibatches"));
+        assert_int_equal(cap.checkpoints, 1);
+        assert_int_equal(cap.st.epoch, 0);
+        assert_int_equal(cap.st.round, 1);
+        assert_int_equal(cap.ws.workers, 3);
+        assert_int_equal(cap.ws.batches[1], 3);   /* its 7th minibatch is the 3rd of round 2 */
+        for (int w = 0; w < 3; w++) assert_true(cap.ws.batches[w] <= 4);
+
+        memcpy(dl4c_net_params(b), cap.params, sizeof(float) * P);
+        memcpy(dl4c_net_updater_state(b), cap.ustate, sizeof(float) * dl4c_net_n_updater_state(b));
+        dl4c_net_set_step(b, cap.step);
+        data.stop_worker = -1;
+        data.stop = 0;
+        dl4c_train_opts ropts = {.threads = 1, .resume = &cap.st};
+        dl4c_train_state rst;
+        assert_int_equal(dl4c_train_local_data(b, &td, &ropts, &rst), DL4C_OK);
+        assert_int_equal(rst.iteration, st.iteration);
+        assert_null(rst.partial);
+        assert_memory_equal(dl4c_net_params(a), dl4c_net_params(b), sizeof(float) * P);
+        /* resuming a round cut short needs the same workers */
+        dl4c_net_conf c2 = c;
+        c2.training.workers = 2;
+        dl4c_net *d;
+        assert_int_equal(dl4c_net_new(&c2, &d), DL4C_OK);
+        assert_int_equal(dl4c_train_local_data(d, &td, &ropts, &rst), DL4C_ERR_INVALID_ARG);
+        assert_non_null(strstr(dl4c_error_message(), "states of 3 workers"));
+        dl4c_net_free(d);
+        dl4c_worker_states_free(&cap.ws);
+        free(cap.params); free(cap.ustate); free(cap.bmuf);
+        dl4c_net_free(a); dl4c_net_free(b); dl4c_net_free(cut);
+    }
+    dl4c_dataset_free(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_worker_is_plain_training),
@@ -265,6 +389,7 @@ int main(void) {
         cmocka_unit_test(test_resume_and_distributed_eval),
         cmocka_unit_test(test_uneven_rounds_use_every_example),
         cmocka_unit_test(test_nan_stops_all_workers),
+        cmocka_unit_test(test_stop_mid_round_resumes_exactly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
