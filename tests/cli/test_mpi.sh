@@ -42,6 +42,26 @@ check "dl4c train --workers 2 (threads) gives the same parameters and the same e
 tensors_equal mpi.safetensors local.safetensors || fail "MPI and local models differ"
 cmp mpi.out local.out || { diff mpi.out local.out | head -20 >&2; fail "MPI and local evaluations differ"; }
 
+# ---------------- SIGINT to mpirun ----------------
+check "SIGINT to mpirun inside a round: every rank stops after its minibatch, the checkpoint holds both ranks' states, --resume under mpirun gives the undisturbed model"
+IARGS=("${ARGS[@]}" --epochs 6 --averaging-frequency 40)
+timeout 180 "${MPIRUN[@]}" "$DL4C" train "$LENET" "${IARGS[@]}" --dist mpi -q -o "$T/int-straight.safetensors" \
+    >/dev/null 2>int-straight.err || { cat int-straight.err >&2; fail "undisturbed MPI run failed"; }
+timeout 180 "${MPIRUN[@]}" "$DL4C" train "$LENET" "${IARGS[@]}" --dist mpi -o "$T/int.safetensors" \
+    --metrics-out "$T/int.jsonl" >/dev/null 2>int.err &
+job=$!
+for _ in $(seq 600); do [ -s int.jsonl ] && break; kill -0 $job 2>/dev/null || break; sleep 0.05; done
+[ -s int.jsonl ] || { cat int.err >&2; fail "the MPI run ended before it could be interrupted"; }
+kill -INT $job
+rc=0; wait $job || rc=$?
+[ "$rc" -ne 0 ] || { cat int.err >&2; fail "interrupted MPI run exited 0"; }
+grep -q "interrupted; checkpoint in $T/int.safetensors.ckpt" int.err || { cat int.err >&2; fail "no checkpoint/resume message from rank 0"; }
+grep -q "in round .* after minibatch" int.err || { cat int.err >&2; fail "the checkpoint is not one of a round cut short"; }
+[ ! -e int.safetensors ] || fail "an interrupted MPI run wrote the final model"
+timeout 180 "${MPIRUN[@]}" "$DL4C" train "$LENET" "${IARGS[@]}" --dist mpi -q --resume "$T/int.safetensors.ckpt" \
+    -o "$T/int.safetensors" >/dev/null 2>int-res.err || { cat int-res.err >&2; fail "resumed MPI run failed"; }
+tensors_equal int-straight.safetensors int.safetensors || fail "interrupted + resumed MPI model differs from the undisturbed one"
+
 # ---------------- a rank that dies ----------------
 check "SIGKILL of rank 1 mid-training: mpirun exits non-zero within 60 s; the earlier checkpoint is intact"
 mkdir kill
