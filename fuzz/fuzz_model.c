@@ -1,6 +1,6 @@
 /* libFuzzer target: model files (safetensors with dl4c metadata). Each input is read twice:
- * into the fixed network of fuzz_model.h (dl4c_model_read_params: header, metadata, progress,
- * tensor names, shapes and offsets), and as a whole model (dl4c_model_load: the network its
+ * into the fixed network of fuzz_model.h (dl4c_model_read_checkpoint: header, metadata,
+ * progress and worker states, tensor names, shapes and offsets), and as a whole model (dl4c_model_load: the network its
  * configuration describes). A file that loads must read back into its own network with the
  * same parameters. */
 #include "fuzz_common.h"
@@ -25,7 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!p) abort();
     int64_t step;
     dl4c_progress prog;
-    (void)dl4c_model_read_params(f.path, template_net, p, p + np, p + np + ns, &step, &prog);
+    dl4c_worker_states ws;
+    if (dl4c_model_read_checkpoint(f.path, template_net, p, p + np, p + np + ns, &ws, &step, &prog) == DL4C_OK &&
+        prog.has_workers != (ws.workers > 0))
+        fuzz_fail("has_workers disagrees with the worker states read");
+    dl4c_worker_states_free(&ws);
 
     dl4c_net *net = NULL;
     if (dl4c_model_load(f.path, &net, &prog) == DL4C_OK) {

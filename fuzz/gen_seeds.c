@@ -1,5 +1,6 @@
 /* Writes the model-file seeds of the fuzz corpus (fuzz/corpus/model/): the network of
- * fuzz_model.h saved with each updater, with progress, and as a BMUF checkpoint.
+ * fuzz_model.h saved with each updater, with progress, as a BMUF checkpoint and as the
+ * checkpoint of a round cut short (worker states).
  *   usage: fuzz_gen_seeds DIR      (built on demand: cmake --build BUILD --target fuzz_gen_seeds) */
 #include "fuzz_model.h"
 
@@ -28,6 +29,19 @@ int main(int argc, char **argv) {
             if (!delta) return 1;
             snprintf(path, sizeof path, "%s/adam_bmuf.safetensors", argv[1]);
             if (dl4c_model_save_checkpoint(net, &pr, delta, path)) { fprintf(stderr, "%s\n", dl4c_error_message()); return 1; }
+            /* a checkpoint of a round cut short: two workers' states */
+            dl4c_worker_states ws;
+            if (dl4c_worker_states_alloc(net, 2, &ws)) { fprintf(stderr, "%s\n", dl4c_error_message()); return 1; }
+            ws.batches[0] = 1;
+            ws.steps[0] = ws.steps[1] = 12;
+            ws.examples[0] = 4;
+            ws.loss[0] = 0.25;
+            snprintf(path, sizeof path, "%s/adam_workers.safetensors", argv[1]);
+            if (dl4c_model_save_train_checkpoint(net, &pr, delta, &ws, path)) {
+                fprintf(stderr, "%s\n", dl4c_error_message());
+                return 1;
+            }
+            dl4c_worker_states_free(&ws);
             free(delta);
             pr.has_updater = false;
             snprintf(path, sizeof path, "%s/adam_no_updater.safetensors", argv[1]);
