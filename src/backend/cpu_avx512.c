@@ -829,6 +829,11 @@ typedef struct conv_job {
     float *dzT, *colT;           /* outer dW: [NP][out], col^T in panels [K/32][NP][32] */
     float *dw;
     int mr_w, n_mb_w, n_panels_w, pan_per_task;
+    /* direct path */
+    const struct dvec *plan;     /* the vectors of one output plane */
+    const int *off;              /* [K]: input offset of each window element */
+    int nvec, ob;                /* vectors per plane, channels per block */
+    float *db;                   /* direct dW: the bias gradient */
 } conv_job;
 
 /* ---- relu masks kept from forward to backward in `saved` ----
@@ -910,6 +915,222 @@ AVX512 static void conv_fwd_task(void *ctx, int task) {
             }
 }
 
+/* ---- direct convolution: stride 1, no padding, output rows of at least 16, small W ----
+ * The output positions q of one image, 16 at a time (vector v: q = 16v + lane), read the input
+ * in place: window element kk = (c, i, j) of output (oy, ox) is xb[off[kk] + oy*w + ox], so a
+ * vector is one load for its lanes in output row oy and a merged load, w - ow further on, for
+ * its lanes in row oy + 1 (ow >= 16: no third row). No im2col: with few weights per window
+ * element (LeNet's conv1: 20) that copy costs more than the products it feeds.
+ *   forward: y[o][v] = act(sum_kk W[o][kk] x_kk[v] + b[o]), OB channels x NV vectors a tile
+ *   dW:      dW[o][kk] = sum over images and vectors of dz[o][v] x_kk[v], as 16-lane partial
+ *            sums kept across the batch (one chain per lane), added up at the end */
+#define DIRECT_MAX_VEC 256   /* output planes up to 4096 */
+typedef struct dvec { int base; __mmask16 m1, m2; } dvec;
+
+static bool conv_direct(const dl4c_window *g, int out) {
+    return g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 && g->oh + g->kh - 1 <= g->h &&
+           g->ow + g->kw - 1 <= g->w && g->ow >= 16 && cdiv((int64_t)g->oh * g->ow, 16) <= DIRECT_MAX_VEC &&
+           (int64_t)out * g->c * g->kh * g->kw <= DOT_MAX_W;
+}
+
+/* The vectors of a plane (pl[v]: offset of lane 0, lanes in its first and second output row)
+ * and the window offsets; returns the number of vectors. */
+static int direct_plan(const dl4c_window *g, dvec *pl, int *off) {
+    const int P = g->oh * g->ow, nv = (int)cdiv(P, 16), K = g->c * g->kh * g->kw;
+    for (int v = 0; v < nv; v++) {
+        const int q = 16 * v, oy = q / g->ow, ox = q % g->ow, first = g->ow - ox, valid = P - q;
+        pl[v].base = oy * g->w + ox;
+        pl[v].m1 = lanes(imin(first, valid));
+        pl[v].m2 = (__mmask16)(lanes(imin(16, valid)) & ~lanes(first));
+    }
+    for (int kk = 0; kk < K; kk++) {
+        const int c = kk / (g->kh * g->kw), i = (kk / g->kw) % g->kh, j = kk % g->kw;
+        off[kk] = c * g->h * g->w + i * g->w + j;
+    }
+    return nv;
+}
+
+/* Vector d of the window element whose input starts at p (dw = w - ow). */
+AVX512 INLINE __m512 dvec_load(const float *p, const dvec *d, int dw) {
+    return _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(d->m1, p + d->base), d->m2, p + d->base + dw);
+}
+
+#define DF_OB 10   /* forward tile: channels */
+#define DF_NV 2    /* and vectors */
+/* Forward tile of image b: channels [o0, o0 + OB), vectors [v0, v0 + NV), W^T as wt[kk*out + o]
+ * (scaled up when scale != 0). False, nothing stored, when scaled and a sum is not finite. */
+AVX512 INLINE bool dfwd_tile(const int OB, const int NV, const conv_job *J, int b, int o0, int v0,
+                             const float *wt, float scale) {
+    const dl4c_window *g = J->g;
+    const int out = J->out, P = J->P, dw = g->w - g->ow;
+    const float *xb = J->x + (int64_t)b * g->c * g->h * g->w;
+    const dvec *pl = J->plan + v0;
+    __m512 acc[DF_OB][DF_NV];
+#pragma GCC unroll 10
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[o][v] = _mm512_setzero_ps();
+    for (int kk = 0; kk < J->K; kk++) {
+        const float *p = xb + J->off[kk], *wk = wt + (int64_t)kk * out + o0;
+        __m512 xv[DF_NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) xv[v] = dvec_load(p, &pl[v], dw);
+#pragma GCC unroll 10
+        for (int o = 0; o < OB; o++) {
+            const __m512 wv = _mm512_set1_ps(wk[o]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) acc[o][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][v]);
+        }
+    }
+    __mmask16 valid[DF_NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) valid[v] = pl[v].m1 | pl[v].m2;
+    if (scale != 0) {
+        __mmask16 bad = 0;
+#pragma GCC unroll 10
+        for (int o = 0; o < OB; o++)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) bad |= _mm512_mask_fpclass_ps_mask(valid[v], acc[o][v], 0x99);
+        if (bad) return false;
+    }
+#pragma GCC unroll 10
+    for (int o = 0; o < OB; o++) {
+        const int64_t row = (int64_t)b * out + o0 + o;
+        const __m512 br = J->bias ? _mm512_set1_ps(J->bias[o0 + o]) : _mm512_setzero_ps();
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            const __m512 y = epi_act_apply(epi_sum(acc[o][v], scale, J->bias, br, false, br), J->act);
+            _mm512_mask_storeu_ps(J->y + row * P + 16 * (v0 + v), valid[v], y);
+            if (J->mask) J->mask[row * J->words + v0 + v] = _mm512_mask_cmp_ps_mask(valid[v], y, _mm512_setzero_ps(), _CMP_GT_OQ);
+        }
+    }
+    return true;
+}
+
+AVX512 __attribute__((noinline)) static bool dfwd_n(int ob, int nv, const conv_job *J, int b, int o0, int v0,
+                                                    const float *wt, float scale) {
+#define DF(o) case o: return nv == 2 ? dfwd_tile(o, 2, J, b, o0, v0, wt, scale) : dfwd_tile(o, 1, J, b, o0, v0, wt, scale);
+    switch (ob) { DF(1) DF(2) DF(3) DF(4) DF(5) DF(6) DF(7) DF(8) DF(9) DF(10) }
+#undef DF
+    DL4C_ASSERT(!"direct tile out of range");
+    return false;
+}
+
+/* Forward, one image. */
+AVX512 static void conv_direct_fwd_task(void *ctx, int b) {
+    const conv_job *J = ctx;
+    for (int o0 = 0; o0 < J->out; o0 += J->ob)
+        for (int v0 = 0; v0 < J->nvec; v0 += DF_NV) {
+            const int ob = imin(J->ob, J->out - o0), nv = imin(DF_NV, J->nvec - v0);
+            if (J->wpack.scaled && dfwd_n(ob, nv, J, b, o0, v0, J->wpack.scaled, SHIFT_DOWN)) continue;
+            dfwd_n(ob, nv, J, b, o0, v0, J->wpack.p, 0);
+        }
+    if (J->post_act)
+        dl4c_cpu_act_forward(NULL, J->a, J->y + (int64_t)b * J->out * J->P, 1, (int64_t)J->out * J->P);
+}
+
+#define DB_OB 5   /* dW tile: channels */
+#define DB_KB 5   /* and window elements */
+/* a[o][k] += dz[o] x_k for the KB window elements at offsets off from xb, vector d (two
+ * rows: merged loads, else one load per element). */
+AVX512 INLINE void dbwd_step(const int OB, const int KB, const __m512 *dz, const float *xb, const int *off,
+                             const dvec *d, int dwid, __m512 (*a)[DB_KB], const bool two_rows) {
+#pragma GCC unroll 5
+    for (int k = 0; k < KB; k++) {
+        const __m512 xv = two_rows ? dvec_load(xb + off[k], d, dwid) : _mm512_maskz_loadu_ps(d->m1, xb + off[k] + d->base);
+#pragma GCC unroll 5
+        for (int o = 0; o < OB; o++) a[o][k] = _mm512_fmadd_ps(dz[o], xv, a[o][k]);
+    }
+}
+
+/* dW tile over images [b0, b0 + nb): channels [o0, o0 + OB) x window elements [k0, k0 + KB)
+ * (offsets off), continuing the 16-lane sums at acc[o*ld + k*16]. */
+AVX512 INLINE void dbwd_tile(const int OB, const int KB, const conv_job *J, int b0, int nb, int o0, const int *off,
+                             float *acc, int64_t ld) {
+    const dl4c_window *g = J->g;
+    const int P = J->P, dwid = g->w - g->ow;
+    __m512 a[DB_OB][DB_KB];
+#pragma GCC unroll 5
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 5
+        for (int k = 0; k < KB; k++) a[o][k] = _mm512_load_ps(acc + o * ld + k * 16);
+    for (int b = b0; b < b0 + nb; b++) {
+        const float *dzb = J->dz + ((int64_t)b * J->out + o0) * P, *xb = J->x + (int64_t)b * g->c * g->h * g->w;
+        for (int v = 0; v < J->nvec; v++) {
+            const dvec *d = &J->plan[v];
+            __m512 dz[DB_OB];
+#pragma GCC unroll 5
+            for (int o = 0; o < OB; o++) dz[o] = _mm512_maskz_loadu_ps(d->m1 | d->m2, dzb + (int64_t)o * P + 16 * v);
+            if (d->m2) dbwd_step(OB, KB, dz, xb, off, d, dwid, a, true);
+            else dbwd_step(OB, KB, dz, xb, off, d, dwid, a, false);
+        }
+    }
+#pragma GCC unroll 5
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 5
+        for (int k = 0; k < KB; k++) _mm512_store_ps(acc + o * ld + k * 16, a[o][k]);
+}
+
+AVX512 __attribute__((noinline)) static void dbwd_n(int ob, int kb, const conv_job *J, int b0, int nb, int o0,
+                                                    const int *off, float *acc, int64_t ld) {
+#define DB(o) case o: switch (kb) { \
+    case 1: dbwd_tile(o, 1, J, b0, nb, o0, off, acc, ld); return; case 2: dbwd_tile(o, 2, J, b0, nb, o0, off, acc, ld); return; \
+    case 3: dbwd_tile(o, 3, J, b0, nb, o0, off, acc, ld); return; case 4: dbwd_tile(o, 4, J, b0, nb, o0, off, acc, ld); return; \
+    case 5: dbwd_tile(o, 5, J, b0, nb, o0, off, acc, ld); return; } break;
+    switch (ob) { DB(1) DB(2) DB(3) DB(4) DB(5) }
+#undef DB
+    DL4C_ASSERT(!"direct dW tile out of range");
+}
+
+/* dz = act'(y) dy of channel o of image b, in place unless the activation is the identity (dy
+ * is then only read); returns the 16-lane bias gradient sums dbv with dz added. */
+AVX512 static __m512 direct_dz(const conv_job *J, int b, int o, __m512 dbv) {
+    const int P = J->P;
+    const int64_t row = (int64_t)b * J->out + o;
+    float *d = J->dz_rw + row * P;
+    const float *yy = J->y + row * P;
+    if (J->a != DL4C_IDENTITY && J->a != DL4C_RELU) dl4c_cpu_act_backward(NULL, J->a, yy, d, 1, P);
+    for (int v = 0; v < J->nvec; v++) {
+        const __mmask16 m = J->plan[v].m1 | J->plan[v].m2;
+        if (J->a == DL4C_RELU) {
+            const __mmask16 pos = J->mask ? m & J->mask[row * J->words + v]
+                                          : _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, yy + 16 * v), _mm512_setzero_ps(), _CMP_GT_OQ);
+            const __m512 x = _mm512_maskz_loadu_ps(pos, d + 16 * v);
+            _mm512_mask_storeu_ps(d + 16 * v, m, x);
+            dbv = _mm512_add_ps(dbv, x);
+        } else {
+            dbv = _mm512_add_ps(dbv, _mm512_maskz_loadu_ps(m, d + 16 * v));
+        }
+    }
+    return dbv;
+}
+
+/* dW and db of channels [o0, o0 + ob), the whole batch, a few images at a time: their dz rows
+ * (made in place) stay in L1 for all the window blocks. */
+AVX512 static void conv_direct_dw_task(void *ctx, int task) {
+    const conv_job *J = ctx;
+    const dl4c_window *g = J->g;
+    const int o0 = task * J->ob, ob = imin(J->ob, J->out - o0), K = J->K;
+    const int64_t ld = (int64_t)K * 16;
+    float *acc = dl4c_cpu_arena(0, ob * ld);
+    DL4C_ASSERT(acc);
+    memset(acc, 0, sizeof(float) * (size_t)(ob * ld));
+    __m512 dbv[DB_OB];
+    for (int o = 0; o < ob; o++) dbv[o] = _mm512_setzero_ps();
+    const int kbn = (int)cdiv(K, DB_KB), kb = (int)cdiv(K, kbn);
+    const int G = imax(1, 6144 / (ob * J->P));   /* dz of the group: up to 24 KiB */
+    for (int b0 = 0; b0 < g->n; b0 += G) {
+        const int nb = imin(G, g->n - b0);
+        for (int b = b0; b < b0 + nb; b++)
+            for (int o = 0; o < ob; o++) dbv[o] = direct_dz(J, b, o0 + o, dbv[o]);
+        for (int k0 = 0; k0 < K; k0 += kb) dbwd_n(ob, imin(kb, K - k0), J, b0, nb, o0, J->off + k0, acc + k0 * 16, ld);
+    }
+    for (int o = 0; o < ob; o++) {
+        for (int k = 0; k < K; k++) J->dw[(int64_t)(o0 + o) * K + k] = _mm512_reduce_add_ps(_mm512_load_ps(acc + o * ld + k * 16));
+        J->db[o0 + o] = _mm512_reduce_add_ps(dbv[o]);
+    }
+}
+
 AVX512 static void pack_w_blocks(const float *w, int out, int K, int mr, float *p) {
     for (int i0 = 0; i0 < out; i0 += mr) {   /* p[i0*K + kk*r + i] = w[(i0+i)*K + kk] */
         const int r = imin(mr, out - i0);
@@ -924,6 +1145,26 @@ AVX512 static void avx_conv2d_forward_act(const dl4c_backend *be, const dl4c_win
     conv_job J = {.g = g, .out = out, .K = K, .P = P, .x = x, .w = w, .bias = bias, .y = y, .a = a};
     J.act = epi_act(a);
     J.post_act = a != DL4C_IDENTITY && J.act == EPI_NONE;
+    J.words = (int)cdiv(P, 16);
+    if (a == DL4C_RELU && saved) {
+        memset(saved, 0, sizeof(mask_hdr));
+        J.mask = (uint16_t *)(saved + MASK_HDR_FLOATS);
+    }
+    if (conv_direct(g, out)) {   /* W^T [K][out] for the tiles' broadcasts */
+        dvec plan[DIRECT_MAX_VEC];
+        int off[DOT_MAX_W];
+        J.nvec = direct_plan(g, plan, off);
+        J.plan = plan;
+        J.off = off;
+        J.ob = (int)cdiv(out, cdiv(out, DF_OB));
+        float *wt = dl4c_cpu_arena(1, (int64_t)out * K);
+        DL4C_ASSERT(wt);
+        transpose(w, K, wt, out, out, K);
+        J.wpack = operand_of(wt, 1, (int64_t)out * K, (int64_t)out * K, 3);
+        dl4c_cpu_parallel(g->n, conv_direct_fwd_task, &J);
+        if (J.mask) memcpy(saved, &(mask_hdr){.y = y, .n = g->n}, sizeof(mask_hdr));
+        return;
+    }
     J.mr = mr_of(out);
     J.n_mb = (int)cdiv(out, J.mr);
     float *wp = dl4c_cpu_arena(1, (int64_t)out * K);
@@ -934,11 +1175,6 @@ AVX512 static void avx_conv2d_forward_act(const dl4c_backend *be, const dl4c_win
     const int T = dl4c_cpu_threads();
     if (T > 1 && cdiv(g->n, J.G) < 2 * T) J.G = imax(1, (int)cdiv(g->n, 2 * T));
     J.n_groups = (int)cdiv(g->n, J.G);
-    J.words = (int)cdiv(P, 16);
-    if (a == DL4C_RELU && saved) {
-        memset(saved, 0, sizeof(mask_hdr));
-        J.mask = (uint16_t *)(saved + MASK_HDR_FLOATS);
-    }
     dl4c_cpu_parallel(J.n_groups, conv_fwd_task, &J);
     if (J.mask) memcpy(saved, &(mask_hdr){.y = y, .n = g->n}, sizeof(mask_hdr));
 }
@@ -1244,7 +1480,17 @@ AVX512 static void avx_conv2d_backward_act(const dl4c_backend *be, const dl4c_wi
     conv_job J = {.g = g, .out = out, .K = K, .P = P, .x = x, .w = w, .dz = dy, .dz_rw = dy, .dx = dx,
                   .dw = dw, .y = (float *)y, .a = a, .words = (int)cdiv(P, 16)};
     if (a == DL4C_RELU) J.mask = relu_mask_of(saved, y, g->n);
-    if (conv_dot_path(g, out)) {
+    if (conv_direct(g, out)) {
+        /* dz = act'(y) dy, dW and db by channel blocks, each over the whole batch. */
+        dvec plan[DIRECT_MAX_VEC];
+        int off[DOT_MAX_W];
+        J.nvec = direct_plan(g, plan, off);
+        J.plan = plan;
+        J.off = off;
+        J.ob = (int)cdiv(out, cdiv(out, DB_OB));
+        J.db = db;
+        dl4c_cpu_parallel((int)cdiv(out, J.ob), conv_direct_dw_task, &J);
+    } else if (conv_dot_path(g, out)) {
         /* dz = act'(y) dy, db and dW by dot products, per group of images. */
         J.G = dot_group_images(g);
         J.n_groups = (int)cdiv(g->n, J.G);
