@@ -217,9 +217,9 @@ int cmd_info(int argc, char **argv) {
     dl4c_status s = dl4c_model_load(model, &net, &pr);
     if (s) return cli_fail(cmd, s);
     const dl4c_net_conf *c = dl4c_net_conf_of(net);
-    printf("=======================================================================\n");
-    printf("%-4s %-14s %-10s %-16s %-16s %10s\n", "#", "layer", "activation", "input (CxHxW)", "output (CxHxW)", "params");
-    printf("=======================================================================\n");
+    printf("=========================================================================\n");
+    printf("%-4s %-16s %-10s %-16s %-16s %10s\n", "#", "layer", "activation", "input (CxHxW)", "output (CxHxW)", "params");
+    printf("=========================================================================\n");
     for (int i = 0; i < dl4c_net_n_layers(net); i++) {
         const dl4c_layer_info li = dl4c_net_layer_info(net, i);
         char ins[32], outs[32], kind[32];
@@ -228,17 +228,20 @@ int cmd_info(int argc, char **argv) {
         const dl4c_layer_conf *l = &c->layers[i];
         if (l->type == DL4C_LAYER_SUBSAMPLING) snprintf(kind, sizeof kind, "%s-%s", dl4c_layer_type_str(l->type), dl4c_pooling_str(l->pooling));
         else snprintf(kind, sizeof kind, "%s", dl4c_layer_type_str(l->type));
-        printf("%-4d %-14s %-10s %-16s %-16s %10lld\n", i, kind,
+        printf("%-4d %-16s %-10s %-16s %-16s %10lld\n", i, kind,
                l->type == DL4C_LAYER_SUBSAMPLING ? "-" : dl4c_activation_str(l->activation), ins, outs, (long long)li.n_params);
     }
-    printf("-----------------------------------------------------------------------\n");
+    printf("-------------------------------------------------------------------------\n");
     printf("Total parameters: %lld\n", (long long)dl4c_net_n_params(net));
     printf("Updater: %s (learning rate %g), l1 %g, l2 %g, seed %llu\n", dl4c_updater_str(c->updater.type),
            c->updater.learning_rate, c->l1, c->l2, (unsigned long long)c->seed);
     printf("Updater state in file: %s; steps taken: %lld\n", pr.has_updater ? "yes" : "no", (long long)dl4c_net_step(net));
     printf("Training progress: epoch %d, round %lld, iteration %lld, workers %d\n", pr.epoch, (long long)pr.round,
            (long long)pr.iteration, pr.workers);
-    printf("=======================================================================\n");
+    if (pr.has_workers)
+        printf("Checkpoint inside round %lld: holds the state of each of the %d workers (dl4c train --resume)\n",
+               (long long)pr.round + 1, pr.workers);
+    printf("=========================================================================\n");
     dl4c_net_free(net);
     return EXIT_OK;
 }

@@ -28,10 +28,10 @@ RUN=(train lenet.json --train tr-images-idx3-ubyte --test te-images-idx3-ubyte)
 # waits until FILE has at least N lines (the run is training), or the process has ended
 wait_lines() {
     local file=$1 n=$2 pid=$3 i
-    for i in $(seq 1 600); do
+    for i in $(seq 1 3000); do
         [ -f "$file" ] && [ "$(wc -l < "$file")" -ge "$n" ] && return 0
         kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.05
+        sleep 0.01
     done
     return 1
 }
@@ -67,13 +67,15 @@ check "--resume from the checkpoint reaches the undisturbed run's model (every t
     { cat res.err >&2; fail "resumed run failed"; }
 tensors_equal straight.safetensors resumed.safetensors || fail "interrupted + resumed model differs from the undisturbed one"
 
-# mid_round NAME EXTRA_FLAGS...: rounds of 60 minibatches per worker (3 per epoch, 3 epochs);
-# SIGINT once the first round is done lands inside a round: the checkpoint must hold both
-# workers' states ("partial"), and --resume must give the undisturbed run's model.
+# mid_round NAME EXTRA_FLAGS...: 15,000 examples per worker in rounds of 200 minibatches (200,
+# 200, 69 per epoch; a round takes a tenth of a second or more): SIGINT sent as soon as the
+# first round is done lands inside the second: the checkpoint must hold both workers' states
+# ("partial"), and --resume must give the undisturbed run's model.
+make_idx_slice train 0 30000 big
 mid_round() {
     local name=$1; shift
-    local run=(train lenet.json --train tr-images-idx3-ubyte --test te-images-idx3-ubyte --averaging-frequency 60
-               --epochs 3 "$@")
+    local run=(train lenet.json --train big-images-idx3-ubyte --test te-images-idx3-ubyte --averaging-frequency 200
+               --epochs 2 "$@")
     "$DL4C" "${run[@]}" -q -o "$name-straight.safetensors" >/dev/null 2>"$name-straight.err" ||
         { cat "$name-straight.err" >&2; fail "$name: undisturbed run failed"; }
     "$DL4C" "${run[@]}" -o "$name.safetensors" --metrics-out "$name.jsonl" >/dev/null 2>"$name-int.err" &
@@ -92,11 +94,14 @@ with open(path, "rb") as f:
     n = struct.unpack("<Q", f.read(8))[0]
     p = json.loads(json.loads(f.read(n))["__metadata__"]["progress"])
 part = p["partial"]
-assert len(part["batches"]) == 2 and min(part["batches"]) < 60, p
+assert len(part["batches"]) == 2 and min(part["batches"]) < 200, p
 t = load_file(path)
 assert all(f"worker.{r}.layers.0.weight" in t for r in (0, 1)), sorted(t)
 print("checkpoint in round", p["round"] + 1, "of epoch", p["epoch"] + 1, "minibatches done:", part["batches"])
 PY
+    "$DL4C" info -m "$name.safetensors.ckpt" >"$name-info.out" 2>&1 || { cat "$name-info.out" >&2; fail "$name: the checkpoint does not load"; }
+    grep -q "Checkpoint inside round .* each of the 2 workers" "$name-info.out" ||
+        { cat "$name-info.out" >&2; fail "$name: dl4c info does not say the checkpoint is inside a round"; }
     "$DL4C" "${run[@]}" --resume "$name.safetensors.ckpt" -o "$name.safetensors" >/dev/null 2>"$name-res.err" ||
         { cat "$name-res.err" >&2; fail "$name: resumed run failed"; }
     grep -q "resuming from .* in round" "$name-res.err" || { cat "$name-res.err" >&2; fail "$name: resume did not say it continues a round"; }
@@ -112,7 +117,6 @@ mid_round bmuf --averaging bmuf --block-momentum 0.5 --no-save-updater
 check "a second signal exits at once, leaving no damaged or temporary file"
 # Long minibatches (6,000 examples through 16 channels: about a second a step even with fast
 # kernels), so the first signal's minibatch is still running when the second one comes.
-make_idx_slice train 0 30000 big
 sed 's/"n_out": 8,/"n_out": 16,/' lenet.json > wide.json
 "$DL4C" train wide.json --train big-images-idx3-ubyte --test te-images-idx3-ubyte \
     --batch-size-per-worker 6000 --averaging-frequency 5 --epochs 3 --checkpoint-every 1 \
