@@ -1031,13 +1031,13 @@ AVX512 static void conv_direct_fwd_task(void *ctx, int b) {
 
 #define DB_OB 5   /* dW tile: channels */
 #define DB_KB 5   /* and window elements */
-/* a[o][k] += dz[o] x_k for the KB window elements at offsets off from xb, vector d (two
- * rows: merged loads, else one load per element). */
+/* a[o][k] += dz[o] x_k for the KB window elements at offsets off from xb, vector d (full: 16
+ * lanes in one output row, a plain load; else masked and merged loads). */
 AVX512 INLINE void dbwd_step(const int OB, const int KB, const __m512 *dz, const float *xb, const int *off,
-                             const dvec *d, int dwid, __m512 (*a)[DB_KB], const bool two_rows) {
+                             const dvec *d, int dwid, __m512 (*a)[DB_KB], const bool full) {
 #pragma GCC unroll 5
     for (int k = 0; k < KB; k++) {
-        const __m512 xv = two_rows ? dvec_load(xb + off[k], d, dwid) : _mm512_maskz_loadu_ps(d->m1, xb + off[k] + d->base);
+        const __m512 xv = full ? _mm512_loadu_ps(xb + off[k] + d->base) : dvec_load(xb + off[k], d, dwid);
 #pragma GCC unroll 5
         for (int o = 0; o < OB; o++) a[o][k] = _mm512_fmadd_ps(dz[o], xv, a[o][k]);
     }
@@ -1056,13 +1056,23 @@ AVX512 INLINE void dbwd_tile(const int OB, const int KB, const conv_job *J, int 
         for (int k = 0; k < KB; k++) a[o][k] = _mm512_load_ps(acc + o * ld + k * 16);
     for (int b = b0; b < b0 + nb; b++) {
         const float *dzb = J->dz + ((int64_t)b * J->out + o0) * P, *xb = J->x + (int64_t)b * g->c * g->h * g->w;
-        for (int v = 0; v < J->nvec; v++) {
+        /* vectors of 16 outputs: plain loads of dz (a mask costs ~10% here), and of x where
+         * they lie in one output row; then the last, partial vector */
+        for (int v = 0; v < P / 16; v++) {
+            const dvec *d = &J->plan[v];
+            __m512 dz[DB_OB];
+#pragma GCC unroll 5
+            for (int o = 0; o < OB; o++) dz[o] = _mm512_loadu_ps(dzb + (int64_t)o * P + 16 * v);
+            if (d->m2) dbwd_step(OB, KB, dz, xb, off, d, dwid, a, false);
+            else dbwd_step(OB, KB, dz, xb, off, d, dwid, a, true);
+        }
+        if (P % 16) {
+            const int v = P / 16;
             const dvec *d = &J->plan[v];
             __m512 dz[DB_OB];
 #pragma GCC unroll 5
             for (int o = 0; o < OB; o++) dz[o] = _mm512_maskz_loadu_ps(d->m1 | d->m2, dzb + (int64_t)o * P + 16 * v);
-            if (d->m2) dbwd_step(OB, KB, dz, xb, off, d, dwid, a, true);
-            else dbwd_step(OB, KB, dz, xb, off, d, dwid, a, false);
+            dbwd_step(OB, KB, dz, xb, off, d, dwid, a, false);
         }
     }
 #pragma GCC unroll 5
