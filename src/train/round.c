@@ -164,7 +164,7 @@ dl4c_status dl4c_checkpoint_to_file(void *ctx, const dl4c_net *net, const dl4c_t
     const dl4c_progress pr = {.epoch = s->epoch, .round = s->round, .iteration = s->iteration,
                               .seed = dl4c_net_conf_of(net)->seed, .workers = c->workers, .loss = s->loss,
                               .has_updater = dl4c_net_n_updater_state(net) > 0};
-    return dl4c_model_save_checkpoint(net, &pr, s->bmuf_delta, c->path);
+    return dl4c_model_save_train_checkpoint(net, &pr, s->bmuf_delta, s->partial, c->path);
 }
 
 /* ---- For language bindings ---- */
