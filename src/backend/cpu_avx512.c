@@ -127,17 +127,21 @@ AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs,
             c1[i] = _mm512_setzero_ps();
         }
     }
-    for (int k = 0; k < kc; k++) {
-        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            const __m512 av = _mm512_set1_ps(a[i]);
-            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
-        }
-        a += acs;
-        b += ldb;
+    /* full panels take plain loads of B (masked ones cost a few % of the loop here) */
+#define UKR32_K_LOOP(load0, load1)                                                         \
+    for (int k = 0; k < kc; k++) {                                                         \
+        const __m512 b0 = load0, b1 = load1;                                               \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {                            \
+            const __m512 av = _mm512_set1_ps(a[i]);                                        \
+            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);                                        \
+            c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);                                        \
+        }                                                                                  \
+        a += acs;                                                                          \
+        b += ldb;                                                                          \
     }
+    if ((m0 & m1) == 0xffff) UKR32_K_LOOP(_mm512_loadu_ps(b), _mm512_loadu_ps(b + 16))
+    else UKR32_K_LOOP(_mm512_maskz_loadu_ps(m0, b), _mm512_maskz_loadu_ps(m1, b + 16))
+#undef UKR32_K_LOOP
     if (scale != 0) {   /* a sum that overflowed scaled: the caller redoes it unscaled */
         __mmask16 bad = 0;
 #pragma GCC unroll 12
