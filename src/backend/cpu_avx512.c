@@ -737,35 +737,62 @@ AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, 
     }
 }
 
-/* dx[b] = sum over windows of dcolT (dx of images [b0, b0+nb) set, not accumulated). For each
- * (c, i, oy) the dx row iy = oy*sh - pt + i collects the windows ox = 0, 1, ... in registers
- * (each window's kw values land on their lanes by a masked load) and is stored once: adding
- * window by window in memory would stall on store forwarding where windows overlap. Each
- * element's sum runs in a fixed order: (c, i, oy) rows in turn, windows by ox. */
+/* dx[b] = sum over windows of dcolT (dx of images [b0, b0+nb) set, not accumulated). Each dx row
+ * (c, iy) is summed in registers from 0 over the windows that cover it, output rows oy in turn
+ * (window row i = iy + pt - oy*sh) and windows ox in each (each window's kw values land on their
+ * lanes by a masked load), and stored once: no pass to zero dx, no read-modify-write of a row per
+ * window row (those chained through store forwarding where windows overlap). Wider rows or
+ * windows: zeroed dx, then element by element in the order (c, i, oy, ox, j). */
 #define ROW_REGS 4     /* rows up to 64 floats take the register path */
 #define ROW_WINDOWS 128 /* and up to this many windows per row */
 
-/* One dx row: NV registers, windows ox = 0..ow-1 with their masks and offsets. */
-AVX512 INLINE void row2im_row(const int NV, float *xr, int w, const float *src, int64_t K, int ow,
-                              const __mmask16 (*m)[ROW_REGS], const int (*lo)[ROW_REGS]) {
+/* dx row iy of channel c of one image (its windows' rows in db): NV registers, windows ox =
+ * 0..ow-1 with their masks and offsets. */
+AVX512 INLINE void row2im_row(const int NV, const dl4c_window *g, float *xr, const float *db, int64_t K, int c,
+                              int iy, const __mmask16 (*m)[ROW_REGS], const int (*lo)[ROW_REGS]) {
     __m512 acc[ROW_REGS];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) acc[v] = _mm512_maskz_loadu_ps(lanes(w - 16 * v), xr + 16 * v);
-    for (int ox = 0; ox < ow; ox++, src += K)
+    for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
+    const int top = iy + g->pt;   /* oy*sh + i */
+    const int oy_lo = top - g->kh + 1 <= 0 ? 0 : (int)cdiv(top - g->kh + 1, g->sh), oy_hi = imin(g->oh - 1, top / g->sh);
+    for (int oy = oy_lo; oy <= oy_hi; oy++) {
+        const float *src = db + (int64_t)oy * g->ow * K + (c * g->kh + top - oy * g->sh) * g->kw;
+        for (int ox = 0; ox < g->ow; ox++, src += K)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[ox][v], src - lo[ox][v]));
+            for (int v = 0; v < NV; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[ox][v], src - lo[ox][v]));
+    }
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(xr + 16 * v, lanes(w - 16 * v), acc[v]);
+    for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(xr + 16 * v, lanes(g->w - 16 * v), acc[v]);
 }
 
 AVX512 static void row2im(const dl4c_window *g, const float *dcolT, int b0, int nb, float *dx) {
     const int64_t K = (int64_t)g->c * g->kh * g->kw, HW = (int64_t)g->h * g->w;
-    memset(dx + (int64_t)b0 * g->c * HW, 0, sizeof(float) * (size_t)(nb * g->c * HW));
     const bool regs = g->kw <= 16 && g->w <= 16 * ROW_REGS && g->ow <= ROW_WINDOWS;
     const int nv = (int)cdiv(g->w, 16);
+    if (!regs) {
+        memset(dx + (int64_t)b0 * g->c * HW, 0, sizeof(float) * (size_t)(nb * g->c * HW));
+        for (int bl = 0; bl < nb; bl++) {
+            float *xb = dx + (int64_t)(b0 + bl) * g->c * HW;
+            const float *db = dcolT + (int64_t)bl * g->oh * g->ow * K;
+            for (int c = 0; c < g->c; c++)
+                for (int i = 0; i < g->kh; i++)
+                    for (int oy = 0; oy < g->oh; oy++) {
+                        const int iy = oy * g->sh - g->pt + i;
+                        if (iy < 0 || iy >= g->h) continue;
+                        float *xr = xb + c * HW + (int64_t)iy * g->w;
+                        const float *src = db + (int64_t)oy * g->ow * K + (c * g->kh + i) * g->kw;
+                        for (int ox = 0; ox < g->ow; ox++, src += K)
+                            for (int j = 0; j < g->kw; j++) {
+                                const int ix = ox * g->sw - g->pl + j;
+                                if (ix >= 0 && ix < g->w) xr[ix] += src[j];
+                            }
+                    }
+        }
+        return;
+    }
     __mmask16 m[ROW_WINDOWS][ROW_REGS];
     int lo[ROW_WINDOWS][ROW_REGS];
-    for (int ox = 0; regs && ox < g->ow; ox++) {
+    for (int ox = 0; ox < g->ow; ox++) {
         const int ix0 = ox * g->sw - g->pl;   /* the window covers [ix0, ix0 + kw) */
         for (int v = 0; v < nv; v++) {
             /* lane l of register v is ix = 16v + l, at src[ix - ix0] when 0 <= ix - ix0 < kw */
@@ -778,25 +805,15 @@ AVX512 static void row2im(const dl4c_window *g, const float *dcolT, int b0, int 
         float *xb = dx + (int64_t)(b0 + bl) * g->c * HW;
         const float *db = dcolT + (int64_t)bl * g->oh * g->ow * K;
         for (int c = 0; c < g->c; c++)
-            for (int i = 0; i < g->kh; i++)
-                for (int oy = 0; oy < g->oh; oy++) {
-                    const int iy = oy * g->sh - g->pt + i;
-                    if (iy < 0 || iy >= g->h) continue;
-                    float *xr = xb + c * HW + (int64_t)iy * g->w;
-                    const float *src = db + (int64_t)oy * g->ow * K + (c * g->kh + i) * g->kw;
-                    switch (regs ? nv : 0) {
-                    case 1: row2im_row(1, xr, g->w, src, K, g->ow, m, lo); break;
-                    case 2: row2im_row(2, xr, g->w, src, K, g->ow, m, lo); break;
-                    case 3: row2im_row(3, xr, g->w, src, K, g->ow, m, lo); break;
-                    case 4: row2im_row(4, xr, g->w, src, K, g->ow, m, lo); break;
-                    default:
-                        for (int ox = 0; ox < g->ow; ox++, src += K)
-                            for (int j = 0; j < g->kw; j++) {
-                                const int ix = ox * g->sw - g->pl + j;
-                                if (ix >= 0 && ix < g->w) xr[ix] += src[j];
-                            }
-                    }
+            for (int iy = 0; iy < g->h; iy++) {
+                float *xr = xb + c * HW + (int64_t)iy * g->w;
+                switch (nv) {
+                case 1: row2im_row(1, g, xr, db, K, c, iy, m, lo); break;
+                case 2: row2im_row(2, g, xr, db, K, c, iy, m, lo); break;
+                case 3: row2im_row(3, g, xr, db, K, c, iy, m, lo); break;
+                default: row2im_row(4, g, xr, db, K, c, iy, m, lo); break;
                 }
+            }
     }
 }
 
