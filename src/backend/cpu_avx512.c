@@ -393,6 +393,10 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
         DL4C_ASSERT(pk);
         const float *src = j->b + j0;
         for (int kk = 0; kk < k; kk++, src += j->ldb) {
+            if (kk + 8 < k) {   /* rows ldb apart: the hardware prefetchers leave each load waiting */
+                _mm_prefetch((const char *)(src + 8 * j->ldb), _MM_HINT_T0);
+                _mm_prefetch((const char *)(src + 8 * j->ldb + 16), _MM_HINT_T0);
+            }
             const __m512 v0 = _mm512_maskz_loadu_ps(m0, src), v1 = _mm512_maskz_loadu_ps(m1, src + 16);
             scan_lanes(v0, m0, &tiny, &big);
             scan_lanes(v1, m1, &tiny, &big);
