@@ -235,7 +235,10 @@ AVX512 __attribute__((noinline)) static bool ukr_raw(int mr, int kc, const float
 #define SHIFT_DOWN 0x1p-32f
 
 /* One operand of a product: as given, and scaled by 2^SHIFT (NULL when not scaled). */
-typedef struct operand { const float *p, *scaled; } operand;
+typedef struct operand {
+    const float *p, *scaled;
+    int64_t ld;                  /* 0, or the row stride of p where it differs from the scaled copy's */
+} operand;
 
 /* A tile with operands that may be scaled: the scaled ones first, unscaled if that fails (or
  * when the sums continue from C, which is not scaled). */
@@ -244,7 +247,7 @@ AVX512 static void ukr2(int mr, int kc, operand a, int64_t acs, operand b, int64
         const float scale = a.scaled && b.scaled ? SHIFT_DOWN * SHIFT_DOWN : SHIFT_DOWN;
         if (ukr_raw(mr, kc, a.scaled ? a.scaled : a.p, acs, b.scaled ? b.scaled : b.p, ldb, e, scale)) return;
     }
-    ukr_raw(mr, kc, a.p, acs, b.p, ldb, e, 0);
+    ukr_raw(mr, kc, a.p, acs, b.p, b.ld ? b.ld : ldb, e, 0);
 }
 
 AVX512 static void ukr(int mr, int kc, const float *a, int64_t acs, const float *b, int64_t ldb, const ukr_epi *e) {
@@ -267,20 +270,22 @@ AVX512 static bool want_scaled(const float *a, int64_t rows, int64_t cols, int64
     return any_tiny && !any_big;
 }
 
-/* dst = src * 2^SHIFT exactly, without floating-point work on subnormal inputs. */
+/* v * 2^SHIFT exactly, without floating-point work on subnormal inputs. */
+AVX512 INLINE __m512i scale_vec(__m512i v) {
+    const __mmask16 normal = _mm512_test_epi32_mask(v, _mm512_set1_epi32(0x7f800000));
+    /* a subnormal: its mantissa times 2^(SHIFT - 149), one subnormal step scaled */
+    const __m512 small = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0x007fffff))),
+                                       _mm512_set1_ps(0x1p-117f));
+    const __m512i smallb = _mm512_or_si512(_mm512_castps_si512(small), _mm512_and_si512(v, _mm512_set1_epi32((int)0x80000000u)));
+    return _mm512_mask_add_epi32(smallb, normal, v, _mm512_set1_epi32(SHIFT << 23));
+}
+
+/* dst = src * 2^SHIFT exactly. */
 AVX512 static void scale_up(const float *src, int64_t rows, int64_t cols, int64_t lds, float *dst, int64_t ldd) {
-    const __m512i expm = _mm512_set1_epi32(0x7f800000), mant = _mm512_set1_epi32(0x007fffff),
-                  sign = _mm512_set1_epi32((int)0x80000000u), up = _mm512_set1_epi32(SHIFT << 23);
-    const __m512 sub = _mm512_set1_ps(0x1p-117f);   /* 2^(SHIFT - 149): one subnormal step, scaled */
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c += 16) {
             const __mmask16 m = lanes((int)(cols - c < 16 ? cols - c : 16));
-            const __m512i v = _mm512_maskz_loadu_epi32(m, src + r * lds + c);
-            const __mmask16 normal = _mm512_test_epi32_mask(v, expm);
-            const __m512 small = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, mant)), sub);
-            const __m512i smallb = _mm512_or_si512(_mm512_castps_si512(small), _mm512_and_si512(v, sign));
-            const __m512i r2 = _mm512_mask_add_epi32(smallb, normal, v, up);
-            _mm512_mask_storeu_epi32(dst + r * ldd + c, m, r2);
+            _mm512_mask_storeu_epi32(dst + r * ldd + c, m, scale_vec(_mm512_maskz_loadu_epi32(m, src + r * lds + c)));
         }
 }
 
@@ -297,7 +302,7 @@ AVX512 static operand operand_of(const float *p, int64_t rows, int64_t cols, int
 }
 
 static operand operand_at(operand o, int64_t off) {
-    return (operand){.p = o.p + off, .scaled = o.scaled ? o.scaled + off : NULL};
+    return (operand){.p = o.p + off, .scaled = o.scaled ? o.scaled + off : NULL, .ld = o.ld};
 }
 
 /* Rows per block when m rows are cut into ceil(m / MR_MAX) blocks of nearly equal size. */
@@ -373,14 +378,18 @@ AVX512 INLINE void scan_lanes(__m512 v, __mmask16 m, __mmask16 *tiny, __mmask16 
     *big |= _mm512_mask_cmpge_epi32_mask(m, a, _mm512_set1_epi32(0x5d800000));
 }
 
-/* The B panel of columns [j0, j0 + 32) as a contiguous [k][32] operand: copied from a strided B
- * (rows far apart defeat the prefetcher and the TLB; the copy is reused by every row block),
- * scanned for tiny values on the way, and scaled (operand.scaled) when it has some. */
+/* The B panel of columns [j0, j0 + 32) as a contiguous [k][32] operand, scanned for tiny values,
+ * with a scaled copy (operand.scaled) when it has some. A strided B is read once, its rows
+ * prefetched ahead (rows ldb apart leave each load waiting on its lines otherwise) into the
+ * scaled copy, and the unscaled operand is B in place (rows up to 4 KiB apart, else a copy too:
+ * farther rows defeat the prefetcher and the TLB; the copy is reused by every row block). */
 AVX512 static operand b_panel(const gemm_job *j, int p) {
     const int k = j->k, j0 = p * 32, nn = j->n - j0;
     const __mmask16 m0 = lanes(nn), m1 = lanes(nn - 16);
     __mmask16 tiny = 0, big = 0;
-    operand o;
+    operand o = {0};
+    float *ps = dl4c_cpu_arena(6, (int64_t)k * 32);
+    DL4C_ASSERT(ps);
     if (j->b_panels) {
         const float *src = j->b + (int64_t)p * k * 32;
         for (int kk = 0; kk < k; kk++) {
@@ -388,30 +397,31 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
             scan_lanes(_mm512_maskz_loadu_ps(m1, src + kk * 32 + 16), m1, &tiny, &big);
         }
         o.p = src;
+        if (tiny && !big) scale_up(o.p, k, 32, 32, ps, 32);
     } else {
-        float *pk = dl4c_cpu_arena(5, (int64_t)k * 32);
-        DL4C_ASSERT(pk);
+        const bool in_place = j->ldb <= 1024;
+        float *pk = in_place ? NULL : dl4c_cpu_arena(5, (int64_t)k * 32);
+        DL4C_ASSERT(in_place || pk);
         const float *src = j->b + j0;
         for (int kk = 0; kk < k; kk++, src += j->ldb) {
-            if (kk + 8 < k) {   /* rows ldb apart: the hardware prefetchers leave each load waiting */
+            if (kk + 8 < k) {
                 _mm_prefetch((const char *)(src + 8 * j->ldb), _MM_HINT_T0);
                 _mm_prefetch((const char *)(src + 8 * j->ldb + 16), _MM_HINT_T0);
             }
             const __m512 v0 = _mm512_maskz_loadu_ps(m0, src), v1 = _mm512_maskz_loadu_ps(m1, src + 16);
             scan_lanes(v0, m0, &tiny, &big);
             scan_lanes(v1, m1, &tiny, &big);
-            _mm512_store_ps(pk + kk * 32, v0);
-            _mm512_store_ps(pk + kk * 32 + 16, v1);
+            _mm512_store_si512(ps + kk * 32, scale_vec(_mm512_castps_si512(v0)));
+            _mm512_store_si512(ps + kk * 32 + 16, scale_vec(_mm512_castps_si512(v1)));
+            if (pk) {
+                _mm512_store_ps(pk + kk * 32, v0);
+                _mm512_store_ps(pk + kk * 32 + 16, v1);
+            }
         }
-        o.p = pk;
+        o.p = pk ? pk : j->b + j0;
+        o.ld = pk ? 0 : j->ldb;
     }
-    o.scaled = NULL;
-    if (tiny && !big) {
-        float *ps = dl4c_cpu_arena(6, (int64_t)k * 32);
-        DL4C_ASSERT(ps);
-        scale_up(o.p, k, 32, 32, ps, 32);
-        o.scaled = ps;
-    }
+    o.scaled = tiny && !big ? ps : NULL;
     return o;
 }
 
@@ -426,6 +436,7 @@ AVX512 static void gemm_task(void *ctx, int task) {
     for (int p = p_lo; p < p_hi; p++) {
         const int j0 = p * 32, nn = j->n - j0;
         const operand b = b_panel(j, p);
+        const int64_t ldb = b.ld ? b.ld : 32;   /* of b.p */
         if (!b.scaled && !j->a.scaled && j->k > KC + KC / 4) {
             /* k in slices of KC: the panel's slice stays in L1 across the row blocks; each sum
              * continues from C between slices (the same chain of FMAs, the same floats), and
@@ -442,7 +453,7 @@ AVX512 static void gemm_task(void *ctx, int task) {
                     e.c1 = e.c0 + 16;
                     const int64_t acs = j->packed ? mr : j->a_cs;
                     const float *a = j->a.p + (j->packed ? (int64_t)i0 * j->k : i0) + (int64_t)k0 * acs;
-                    ukr(mr, kc, a, acs, b.p + (int64_t)k0 * 32, 32, &e);
+                    ukr(mr, kc, a, acs, b.p + (int64_t)k0 * ldb, ldb, &e);
                 }
             }
             continue;
