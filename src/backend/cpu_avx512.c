@@ -362,6 +362,7 @@ typedef struct gemm_job {
     bool packed;                         /* or a holds packed row blocks */
     const float *b; int64_t ldb;         /* op(B)[kk][j] = b[kk*ldb + j] */
     bool b_panels;                       /* or b holds panels [n/32][k][32] */
+    bool b_trans;                        /* or b is B^T [n][ldb]: each panel transposed when used */
     float *c; int64_t ldc;
     bool accum;
     const float *bias_col;
@@ -390,7 +391,20 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
     operand o = {0};
     float *ps = dl4c_cpu_arena(6, (int64_t)k * 32);
     DL4C_ASSERT(ps);
-    if (j->b_panels) {
+    if (j->b_trans) {   /* B^T rows [j0, j0 + nn) into a [k][32] panel that stays in L1 */
+        float *pk = dl4c_cpu_arena(5, (int64_t)k * 32);
+        DL4C_ASSERT(pk);
+        for (int r0 = 0; r0 < imin(32, nn); r0 += 16)
+            for (int k0 = 0; k0 < k; k0 += 16)
+                transpose16(j->b + (int64_t)(j0 + r0) * j->ldb + k0, j->ldb, pk + (int64_t)k0 * 32 + r0, 32,
+                            imin(16, nn - r0), imin(16, k - k0));
+        for (int kk = 0; kk < k; kk++) {
+            scan_lanes(_mm512_maskz_loadu_ps(m0, pk + kk * 32), m0, &tiny, &big);
+            scan_lanes(_mm512_maskz_loadu_ps(m1, pk + kk * 32 + 16), m1, &tiny, &big);
+        }
+        o.p = pk;
+        if (tiny && !big) scale_up(o.p, k, 32, 32, ps, 32);
+    } else if (j->b_panels) {
         const float *src = j->b + (int64_t)p * k * 32;
         for (int kk = 0; kk < k; kk++) {
             scan_lanes(_mm512_maskz_loadu_ps(m0, src + kk * 32), m0, &tiny, &big);
@@ -509,7 +523,19 @@ AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *
     }
     j.n_panels = (int)cdiv(n, 32);
     const int T = dl4c_cpu_threads();
-    if (tb) {
+    /* Tasks: all panels (B reused across the row blocks) on one thread or for small products;
+     * else groups of panels, or single tiles when there are few panels. */
+    j.panels_per_task = j.n_panels;
+    j.mb_per_task = j.n_mb;
+    if (T > 1 && (int64_t)m * n * k >= 65536) {
+        if (j.n_panels >= 2 * T) j.panels_per_task = (int)cdiv(j.n_panels, 4 * T);
+        else { j.panels_per_task = 1; j.mb_per_task = 1; }
+    }
+    j.b = b;
+    j.ldb = ldb;
+    if (tb && j.mb_per_task == j.n_mb) {
+        j.b_trans = true;   /* each panel transposed once, by the task that uses it */
+    } else if (tb) {   /* tasks share panels: all of B^T transposed first */
         float *p = dl4c_cpu_arena(2, (int64_t)j.n_panels * 32 * k);
         DL4C_ASSERT(p);
         tpack_job t = {.src = b, .lds = ldb, .dst = p, .n = n, .k = k};
@@ -518,17 +544,6 @@ AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *
         dl4c_cpu_parallel((int)cdiv(cdiv(n, 16), t.blocks_per_task), tpack_task, &t);
         j.b = p;
         j.b_panels = true;
-    } else {
-        j.b = b;
-        j.ldb = ldb;
-    }
-    /* Tasks: all panels (B reused across the row blocks) on one thread or for small products;
-     * else groups of panels, or single tiles when there are few panels. */
-    j.panels_per_task = j.n_panels;
-    j.mb_per_task = j.n_mb;
-    if (T > 1 && (int64_t)m * n * k >= 65536) {
-        if (j.n_panels >= 2 * T) j.panels_per_task = (int)cdiv(j.n_panels, 4 * T);
-        else { j.panels_per_task = 1; j.mb_per_task = 1; }
     }
     const int tasks = (int)(cdiv(j.n_panels, j.panels_per_task) * cdiv(j.n_mb, j.mb_per_task));
     dl4c_cpu_parallel(tasks, gemm_task, &j);
