@@ -309,9 +309,28 @@ static operand operand_at(operand o, int64_t off) {
 static int mr_of(int m) { const int nb = (int)cdiv(m, MR_MAX); return (int)cdiv(m, nb); }
 
 
+/* Lanes (of m) of v that are tiny (nonzero below 2^-100) and that are big (>= 2^60, inf, NaN). */
+AVX512 INLINE void scan_lanes(__m512 v, __mmask16 m, __mmask16 *tiny, __mmask16 *big) {
+    const __m512i a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff));
+    *tiny |= _mm512_mask_cmpgt_epi32_mask(m, _mm512_set1_epi32(0x0d800000), a) & _mm512_cmpneq_epi32_mask(a, _mm512_setzero_si512());
+    *big |= _mm512_mask_cmpge_epi32_mask(m, a, _mm512_set1_epi32(0x5d800000));
+}
+
+/* Column j of a transposed block (at off): to dst, and when dsts, scaled to dsts (scale_vec) and
+ * scanned for tiny and big values (scan_lanes). */
+AVX512 INLINE void t16_store(float *dst, float *dsts, int64_t off, __mmask16 rm, __m512 v, __mmask16 *tiny, __mmask16 *big) {
+    _mm512_mask_storeu_ps(dst + off, rm, v);
+    if (dsts) {
+        scan_lanes(v, rm, tiny, big);
+        _mm512_mask_storeu_epi32(dsts + off, rm, scale_vec(_mm512_castps_si512(v)));
+    }
+}
+
 /* ---- 16x16 transposes (masked at the edges) ----
- * dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (rows, cols <= 16). */
-AVX512 static void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd, int rows, int cols) {
+ * dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (rows, cols <= 16); and the same scaled
+ * into dsts (with the scan) when dsts. */
+AVX512 INLINE void transpose16_to(const float *src, int64_t lds, float *dst, int64_t ldd, int rows, int cols,
+                                  float *dsts, __mmask16 *tiny, __mmask16 *big) {
     __m512 r[16];
     const __mmask16 cm = lanes(cols);
     for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + i * lds) : _mm512_setzero_ps();
@@ -340,11 +359,15 @@ AVX512 static void transpose16(const float *src, int64_t lds, float *dst, int64_
         const __m512 c1 = _mm512_shuffle_f32x4(a0, b0, 0xdd);   /* L1: column 4 + s */
         const __m512 c2 = _mm512_shuffle_f32x4(a1, b1, 0x88);   /* L2: column 8 + s */
         const __m512 c3 = _mm512_shuffle_f32x4(a1, b1, 0xdd);   /* L3: column 12 + s */
-        if (s < cols) _mm512_mask_storeu_ps(dst + (int64_t)s * ldd, rm, c0);
-        if (4 + s < cols) _mm512_mask_storeu_ps(dst + (int64_t)(4 + s) * ldd, rm, c1);
-        if (8 + s < cols) _mm512_mask_storeu_ps(dst + (int64_t)(8 + s) * ldd, rm, c2);
-        if (12 + s < cols) _mm512_mask_storeu_ps(dst + (int64_t)(12 + s) * ldd, rm, c3);
+        if (s < cols) t16_store(dst, dsts, (int64_t)s * ldd, rm, c0, tiny, big);
+        if (4 + s < cols) t16_store(dst, dsts, (int64_t)(4 + s) * ldd, rm, c1, tiny, big);
+        if (8 + s < cols) t16_store(dst, dsts, (int64_t)(8 + s) * ldd, rm, c2, tiny, big);
+        if (12 + s < cols) t16_store(dst, dsts, (int64_t)(12 + s) * ldd, rm, c3, tiny, big);
     }
+}
+
+AVX512 static void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd, int rows, int cols) {
+    transpose16_to(src, lds, dst, ldd, rows, cols, NULL, NULL, NULL);
 }
 
 /* dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols. */
@@ -372,12 +395,6 @@ typedef struct gemm_job {
     int mb_per_task;                     /* row blocks per task */
 } gemm_job;
 
-/* Lanes (of m) of v that are tiny (nonzero below 2^-100) and that are big (>= 2^60, inf, NaN). */
-AVX512 INLINE void scan_lanes(__m512 v, __mmask16 m, __mmask16 *tiny, __mmask16 *big) {
-    const __m512i a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff));
-    *tiny |= _mm512_mask_cmpgt_epi32_mask(m, _mm512_set1_epi32(0x0d800000), a) & _mm512_cmpneq_epi32_mask(a, _mm512_setzero_si512());
-    *big |= _mm512_mask_cmpge_epi32_mask(m, a, _mm512_set1_epi32(0x5d800000));
-}
 
 /* The B panel of columns [j0, j0 + 32) as a contiguous [k][32] operand, scanned for tiny values,
  * with a scaled copy (operand.scaled) when it has some. A strided B is read once, its rows
@@ -391,19 +408,14 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
     operand o = {0};
     float *ps = dl4c_cpu_arena(6, (int64_t)k * 32);
     DL4C_ASSERT(ps);
-    if (j->b_trans) {   /* B^T rows [j0, j0 + nn) into a [k][32] panel that stays in L1 */
+    if (j->b_trans) {   /* B^T rows [j0, j0 + nn) into a [k][32] panel that stays in L1, scaled too */
         float *pk = dl4c_cpu_arena(5, (int64_t)k * 32);
         DL4C_ASSERT(pk);
         for (int r0 = 0; r0 < imin(32, nn); r0 += 16)
             for (int k0 = 0; k0 < k; k0 += 16)
-                transpose16(j->b + (int64_t)(j0 + r0) * j->ldb + k0, j->ldb, pk + (int64_t)k0 * 32 + r0, 32,
-                            imin(16, nn - r0), imin(16, k - k0));
-        for (int kk = 0; kk < k; kk++) {
-            scan_lanes(_mm512_maskz_loadu_ps(m0, pk + kk * 32), m0, &tiny, &big);
-            scan_lanes(_mm512_maskz_loadu_ps(m1, pk + kk * 32 + 16), m1, &tiny, &big);
-        }
+                transpose16_to(j->b + (int64_t)(j0 + r0) * j->ldb + k0, j->ldb, pk + (int64_t)k0 * 32 + r0, 32,
+                               imin(16, nn - r0), imin(16, k - k0), ps + (int64_t)k0 * 32 + r0, &tiny, &big);
         o.p = pk;
-        if (tiny && !big) scale_up(o.p, k, 32, 32, ps, 32);
     } else if (j->b_panels) {
         const float *src = j->b + (int64_t)p * k * 32;
         for (int kk = 0; kk < k; kk++) {
