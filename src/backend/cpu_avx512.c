@@ -997,8 +997,9 @@ static bool conv_direct(const dl4c_window *g, int out) {
 }
 
 /* The vectors of a plane (pl[v]: offset of lane 0, lanes in its first and second output row)
- * and the window offsets; returns the number of vectors. */
-static int direct_plan(const dl4c_window *g, dvec *pl, int *off) {
+ * and the window offsets, into the caller's arrays, for job J (blocks of at most ob_max of
+ * the `out` channels). */
+static void direct_plan(conv_job *J, const dl4c_window *g, int out, int ob_max, dvec *pl, int *off) {
     const int P = g->oh * g->ow, nv = (int)cdiv(P, 16), K = g->c * g->kh * g->kw;
     for (int v = 0; v < nv; v++) {
         const int q = 16 * v, oy = q / g->ow, ox = q % g->ow, first = g->ow - ox, valid = P - q;
@@ -1010,7 +1011,10 @@ static int direct_plan(const dl4c_window *g, dvec *pl, int *off) {
         const int c = kk / (g->kh * g->kw), i = (kk / g->kw) % g->kh, j = kk % g->kw;
         off[kk] = c * g->h * g->w + i * g->w + j;
     }
-    return nv;
+    J->nvec = nv;
+    J->plan = pl;
+    J->off = off;
+    J->ob = (int)cdiv(out, cdiv(out, ob_max));
 }
 
 /* Vector d of the window element whose input starts at p (dw = w - ow). */
@@ -1226,10 +1230,7 @@ AVX512 static void avx_conv2d_forward_act(const dl4c_backend *be, const dl4c_win
     if (conv_direct(g, out)) {   /* W^T [K][out] for the tiles' broadcasts */
         dvec plan[DIRECT_MAX_VEC];
         int off[DOT_MAX_W];
-        J.nvec = direct_plan(g, plan, off);
-        J.plan = plan;
-        J.off = off;
-        J.ob = (int)cdiv(out, cdiv(out, DF_OB));
+        direct_plan(&J, g, out, DF_OB, plan, off);
         float *wt = dl4c_cpu_arena(1, (int64_t)out * K);
         DL4C_ASSERT(wt);
         transpose(w, K, wt, out, out, K);
@@ -1557,10 +1558,7 @@ AVX512 static void avx_conv2d_backward_act(const dl4c_backend *be, const dl4c_wi
         /* dz = act'(y) dy, dW and db by channel blocks, each over the whole batch. */
         dvec plan[DIRECT_MAX_VEC];
         int off[DOT_MAX_W];
-        J.nvec = direct_plan(g, plan, off);
-        J.plan = plan;
-        J.off = off;
-        J.ob = (int)cdiv(out, cdiv(out, DB_OB));
+        direct_plan(&J, g, out, DB_OB, plan, off);
         J.db = db;
         dl4c_cpu_parallel((int)cdiv(out, J.ob), conv_direct_dw_task, &J);
     } else if (conv_dot_path(g, out)) {
