@@ -399,7 +399,7 @@ typedef struct gemm_job {
 /* The B panel of columns [j0, j0 + 32) as a contiguous [k][32] operand, scanned for tiny values,
  * with a scaled copy (operand.scaled) when it has some. A strided B is read once, its rows
  * prefetched ahead (rows ldb apart leave each load waiting on its lines otherwise) into the
- * scaled copy, and the unscaled operand is B in place (rows up to 4 KiB apart, else a copy too:
+ * scaled copy, and the unscaled operand is B in place (rows up to 4 KiB apart spanning up to 256 KiB, else a copy too:
  * farther rows defeat the prefetcher and the TLB; the copy is reused by every row block). */
 AVX512 static operand b_panel(const gemm_job *j, int p) {
     const int k = j->k, j0 = p * 32, nn = j->n - j0;
@@ -425,7 +425,9 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
         o.p = src;
         if (tiny && !big) scale_up(o.p, k, 32, 32, ps, 32);
     } else {
-        const bool in_place = j->ldb <= 1024;
+        /* In place only when the panel's rows span at most 256 KiB: a wider span (MLP layers,
+         * 784 x 1000) re-read by every row block thrashes the caches (inference -12%). */
+        const bool in_place = j->ldb <= 1024 && (int64_t)k * j->ldb <= 65536;
         float *pk = in_place ? NULL : dl4c_cpu_arena(5, (int64_t)k * 32);
         DL4C_ASSERT(in_place || pk);
         const float *src = j->b + j0;
