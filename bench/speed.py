@@ -13,7 +13,8 @@ In each round:
             train from the same initial state over the same minibatches (warm-up steps, then timed
             steps: weights of units that stop learning decay under l2 into subnormal floats
             within a few hundred steps, which slows both), then infer (batch 256) on the test set
-            with the weights reached; dl4c also times each layer's forward and backward
+            with the weights reached; dl4c also times each layer's forward and backward.
+            Every run with T threads is pinned to T CPUs (sched_setaffinity), peers and ceiling alike.
   workers   `dl4c train lenet --epochs 1`: 1 worker on 1 thread, 1 worker on 2 threads, 2 workers
 Once: peak memory (max RSS) of `dl4c train lenet --epochs 1 --workers 1` and of the PyTorch process
 doing the same job (load the data, train, test accuracy; its epoch stopped after 400 minibatches:
@@ -36,8 +37,17 @@ MEMORY_TORCH_STEPS = 400   # the PyTorch memory job stops its epoch here (peak r
 TARGETS = {"train": 1.5, "infer": 1.5, "ceiling_share": 0.5, "memory": 0.5, "workers": 1.7}
 
 
-def run_json(cmd, env=None):
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env).stdout
+def pinned(threads):
+    """A preexec_fn that keeps the child on `threads` CPUs: a peer asked for T threads cannot
+    use more cores than that (PyTorch's inference at set_num_threads(1) otherwise ran faster
+    than one core's sgemm ceiling)."""
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def run_json(cmd, env=None, threads=None):
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+                         preexec_fn=pinned(threads) if threads else None).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -105,13 +115,13 @@ def main():
         for r in range(rounds):
             t_round = time.time()
             for t in (1, 2):
-                R["ceiling"][t].append(run_json([sgemm_bench, "--threads", str(t), "--seconds", "0.7"])["gflops"])
+                R["ceiling"][t].append(run_json([sgemm_bench, "--threads", str(t), "--seconds", "0.7"], threads=t)["gflops"])
             for name, (conf, warm, steps, inf) in nets.items():
                 for t in (1, 2):
                     common = ["--config", conf, "--threads", str(t), "--warmup", str(warm), "--steps", str(steps),
                               "--infer-steps", str(inf)]
-                    d = run_json([step_bench, "--mode", "all", "--data", data] + common)
-                    p = run_json([TORCH_PY, "bench/torch_peer.py", "--data", data] + common) if torch_version else None
+                    d = run_json([step_bench, "--mode", "all", "--data", data] + common, threads=t)
+                    p = run_json([TORCH_PY, "bench/torch_peer.py", "--data", data] + common, threads=t) if torch_version else None
                     R["runs"].append({"round": r, "net": name, "threads": t, "dl4c": d, "torch": p,
                                       "ceiling": R["ceiling"][t][-1]})
             if "lenet" in nets:
