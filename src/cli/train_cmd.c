@@ -324,6 +324,23 @@ static dl4c_status file_test_shard(void *p, int worker, int workers, const dl4c_
     return DL4C_OK;
 }
 
+/* The training file (and the test file, when it has rows) against the network, on the first row. */
+static dl4c_status check_file_shapes(const dl4c_net *net, const char *tp, const char *sp, int64_t n_test,
+                                     const dl4c_csv_opts *csv) {
+    char what[4200];
+    dl4c_dataset *first = NULL;
+    snprintf(what, sizeof what, "training data %s", tp);
+    dl4c_status s = cli_load_range(tp, csv, 0, 1, &first);
+    if (!s) s = cli_check_data(net, first, what);
+    dl4c_dataset_free(first);
+    first = NULL;
+    snprintf(what, sizeof what, "test data %s", sp);
+    if (!s && sp[0] && n_test > 0 && !(s = cli_load_range(sp, csv, 0, 1, &first)))
+        s = cli_check_data(net, first, what);
+    dl4c_dataset_free(first);
+    return s;
+}
+
 static void file_data_free(file_data *d, int workers) {
     if (!d->parts) return;
     for (int w = 0; w < workers; w++) {
@@ -781,19 +798,13 @@ int cmd_train(int argc, char **argv) {
     fd.chunk = block_rows;
     fd.parts = calloc((size_t)rc->training.workers, sizeof *fd.parts);
     if (!fd.parts) { code = cli_fail(cmd, dl4c_error(DL4C_ERR_NOMEM, "out of memory")); goto out; }
+    /* Training from the files (streaming, MPI ranks): their shapes are checked on their first
+     * rows before any training. */
+    if ((use_mpi || stream) && (s = check_file_shapes(net, tp, sp, n_test, &data.csv))) {
+        code = cli_fail(cmd, s);
+        goto out;
+    }
     if (!use_mpi && stream) {
-        /* Check the files' shapes on their first rows, then train from the files. */
-        char what[4200];
-        dl4c_dataset *first = NULL;
-        snprintf(what, sizeof what, "training data %s", tp);
-        if (!(s = cli_load_range(tp, &data.csv, 0, 1, &first))) s = cli_check_data(net, first, what);
-        dl4c_dataset_free(first);
-        first = NULL;
-        snprintf(what, sizeof what, "test data %s", sp);
-        if (!s && sp[0] && n_test > 0 && !(s = cli_load_range(sp, &data.csv, 0, 1, &first)))
-            s = cli_check_data(net, first, what);
-        dl4c_dataset_free(first);
-        if (s) { code = cli_fail(cmd, s); goto out; }
         dl4c_train_data td = {.n_train = n_train, .acquire = file_acquire, .release = file_release,
                               .test_shard = file_test_shard, .ctx = &fd, .block_rows = block_rows};
         if (!quiet)

@@ -42,6 +42,17 @@ check "dl4c train --workers 2 (threads) gives the same parameters and the same e
 tensors_equal mpi.safetensors local.safetensors || fail "MPI and local models differ"
 cmp mpi.out local.out || { diff mpi.out local.out | head -20 >&2; fail "MPI and local evaluations differ"; }
 
+check "data that does not fit the network is refused before training, with the file and the sizes"
+sed 's/"height": 28, "width": 28/"height": 32, "width": 32/' "$LENET" > wide.json
+grep -q '"height": 32' wide.json || fail "could not make the 32x32 configuration"
+rc=0
+timeout 120 "${MPIRUN[@]}" "$DL4C" train wide.json "${ARGS[@]}" --dist mpi -o "$T/wide.safetensors" >wide.out 2>wide.err || rc=$?
+[ "$rc" -ne 0 ] || fail "a 784-feature file trained a 1024-input network under MPI"
+grep -q "training data .*tr-images-idx3-ubyte: examples have 784 features, the network's input takes 1024" wide.err ||
+    { cat wide.err >&2; fail "no message naming the file and the sizes"; }
+grep -q "diverged" wide.err && fail "the mismatch was only noticed in training"
+[ ! -e wide.safetensors ] || fail "a model was written"
+
 # ---------------- SIGINT to a rank ----------------
 # (mpirun itself answers SIGINT by terminating the job on its own schedule, so the signal goes
 # to a rank, as README says.)
