@@ -96,6 +96,8 @@ typedef struct dl4c_worker_states {
  * dl4c_worker_states_free (which also takes a zeroed struct). */
 dl4c_status dl4c_worker_states_alloc(const dl4c_net *net, int workers, dl4c_worker_states *ws);
 void dl4c_worker_states_free(dl4c_worker_states *ws);
+/* *dst = a new copy of src (states of `net`'s layout); free with dl4c_worker_states_free. */
+dl4c_status dl4c_worker_states_copy(const dl4c_net *net, const dl4c_worker_states *src, dl4c_worker_states *dst);
 
 /* Saves parameters, configuration and progress to `path` (atomically, see above). The
  * updater state is written when the updater has state and progress is NULL or

@@ -37,7 +37,9 @@ typedef struct dl4c_train_state {
     const dl4c_worker_states *partial; /* round `round` of `epoch` cut short by a stop request:
                               * each worker's state in it (workers = the run's), else NULL.
                               * `iteration` is then the count when the round began, and the
-                              * network's parameters are worker 0's (bmuf: the global model). */
+                              * network's parameters are worker 0's (bmuf: the global model).
+                              * Valid during the checkpoint call only (keep a
+                              * dl4c_worker_states_copy). */
 } dl4c_train_state;
 
 /* Per-round report (worker 0 only). */

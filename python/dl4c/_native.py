@@ -45,7 +45,7 @@ class RoundResult(ctypes.Structure):
 
 class TrainState(ctypes.Structure):
     _fields_ = [("epoch", ctypes.c_int), ("round", ctypes.c_int64), ("iteration", ctypes.c_int64),
-                ("loss", ctypes.c_double), ("bmuf_delta", c_float_p), _RESERVED]
+                ("loss", ctypes.c_double), ("bmuf_delta", c_float_p), ("partial", ctypes.c_void_p), _RESERVED]
 
 
 class RoundInfo(ctypes.Structure):

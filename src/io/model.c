@@ -288,6 +288,21 @@ dl4c_status dl4c_worker_states_alloc(const dl4c_net *net, int workers, dl4c_work
     return DL4C_OK;
 }
 
+dl4c_status dl4c_worker_states_copy(const dl4c_net *net, const dl4c_worker_states *src, dl4c_worker_states *dst) {
+    dl4c_status s = dl4c_worker_states_alloc(net, src->workers, dst);
+    if (s) return s;
+    const size_t w = (size_t)src->workers, np = (size_t)dl4c_net_n_params(net),
+                 ns = (size_t)dl4c_net_n_updater_state(net);
+    memcpy(dst->batches, src->batches, w * sizeof(int64_t));
+    memcpy(dst->steps, src->steps, w * sizeof(int64_t));
+    memcpy(dst->examples, src->examples, w * sizeof(int64_t));
+    memcpy(dst->skipped, src->skipped, w * sizeof(int64_t));
+    memcpy(dst->loss, src->loss, w * sizeof(double));
+    memcpy(dst->params, src->params, w * np * sizeof(float));
+    if (ns) memcpy(dst->ustate, src->ustate, w * ns * sizeof(float));
+    return DL4C_OK;
+}
+
 void dl4c_worker_states_free(dl4c_worker_states *ws) {
     if (!ws) return;
     free(ws->batches); free(ws->steps); free(ws->examples); free(ws->skipped); free(ws->loss);

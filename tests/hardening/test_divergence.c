@@ -81,15 +81,7 @@ static dl4c_status save_ckpt(void *p, const dl4c_net *cnet, const dl4c_train_sta
     c->state = *s;
     dl4c_worker_states_free(&c->ws);
     if (s->partial) {
-        const dl4c_worker_states *w = s->partial;
-        assert_int_equal(dl4c_worker_states_alloc(net, w->workers, &c->ws), DL4C_OK);
-        memcpy(c->ws.params, w->params, sizeof(float) * (size_t)(np * w->workers));
-        memcpy(c->ws.ustate, w->ustate, sizeof(float) * (size_t)(ns * w->workers));
-        memcpy(c->ws.batches, w->batches, sizeof(int64_t) * (size_t)w->workers);
-        memcpy(c->ws.steps, w->steps, sizeof(int64_t) * (size_t)w->workers);
-        memcpy(c->ws.examples, w->examples, sizeof(int64_t) * (size_t)w->workers);
-        memcpy(c->ws.skipped, w->skipped, sizeof(int64_t) * (size_t)w->workers);
-        memcpy(c->ws.loss, w->loss, sizeof(double) * (size_t)w->workers);
+        assert_int_equal(dl4c_worker_states_copy(net, s->partial, &c->ws), DL4C_OK);
         c->state.partial = &c->ws;
     }
     c->written++;

@@ -303,15 +303,7 @@ static dl4c_status keep_cut(void *p, const dl4c_net *net, const dl4c_train_state
         memcpy(c->bmuf, s->bmuf_delta, sizeof(float) * np);
         c->st.bmuf_delta = c->bmuf;
     }
-    const dl4c_worker_states *w = s->partial;
-    assert_int_equal(dl4c_worker_states_alloc(net, w->workers, &c->ws), DL4C_OK);
-    memcpy(c->ws.params, w->params, sizeof(float) * np * w->workers);
-    memcpy(c->ws.ustate, w->ustate, sizeof(float) * ns * w->workers);
-    memcpy(c->ws.batches, w->batches, sizeof(int64_t) * w->workers);
-    memcpy(c->ws.steps, w->steps, sizeof(int64_t) * w->workers);
-    memcpy(c->ws.examples, w->examples, sizeof(int64_t) * w->workers);
-    memcpy(c->ws.skipped, w->skipped, sizeof(int64_t) * w->workers);
-    memcpy(c->ws.loss, w->loss, sizeof(double) * w->workers);
+    assert_int_equal(dl4c_worker_states_copy(net, s->partial, &c->ws), DL4C_OK);
     c->st.partial = &c->ws;
     return DL4C_OK;
 }
