@@ -718,12 +718,16 @@ AVX512 static void im2col_rows(const dl4c_window *g, const float *x, int b0, int
 }
 
 /* ---- patch im2col: one row of K per output position q, in panels of 32 columns ----
- * colT[(kk/32)*NP*32 + q*32 + kk%32] = x[b, c, oy*sh - pt + i, ox*sw - pl + j] for
+ * colT[(kk/32)*panel_stride(NP) + q*32 + kk%32] = x[b, c, oy*sh - pt + i, ox*sw - pl + j] for
  * kk = (c*kh + i)*kw + j (0 outside), q = b*P + oy*ow + ox, NP rows in all: each panel is a
  * contiguous [NP][32] operand of the dW product. Rows [q0, q0 + nb*P) for images [b0, b0+nb). */
 #define IM2ROW_GATHER_K 4096   /* window sizes up to this take the gather path */
+/* Floats from one panel to the next: 64 bytes more than the panel, so that row q of every panel
+ * does not fall into the same L1 set (NP*32 floats is often a multiple of 4 KiB: LeNet's 512). */
+static int64_t panel_stride(int64_t NP) { return NP * 32 + 16; }
+
 static float *panel_at(float *base, int64_t NP, int64_t q, int64_t kk) {
-    return base + (kk / 32) * NP * 32 + q * 32 + kk % 32;
+    return base + (kk / 32) * panel_stride(NP) + q * 32 + kk % 32;
 }
 
 AVX512 static void im2row_gather(const dl4c_window *g, const float *x, int b0, int nb, float *colT, int64_t NP) {
@@ -781,7 +785,7 @@ AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, 
     }
 }
 
-/* dx[b] = sum over windows of dcolT (dx of images [b0, b0+nb) set, not accumulated). Each dx row
+/* dx[b] = sum over windows of dcolT (rows K floats apart; dx of images [b0, b0+nb) set, not accumulated). Each dx row
  * (c, iy) is summed in registers from 0 over the windows that cover it, output rows oy in turn
  * (window row i = iy + pt - oy*sh) and windows ox in each (each window's kw values land on their
  * lanes by a masked load), and stored once: no pass to zero dx, no read-modify-write of a row per
@@ -794,23 +798,60 @@ AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, 
  * 0..ow-1 with their masks and offsets. */
 AVX512 INLINE void row2im_row(const int NV, const dl4c_window *g, float *xr, const float *db, int64_t K, int c,
                               int iy, const __mmask16 (*m)[ROW_REGS], const int (*lo)[ROW_REGS]) {
-    __m512 acc[ROW_REGS];
+    /* Two chains per register (even and odd windows), so that the adds do not wait on each
+     * other's latency; added together at the end. */
+    __m512 acc[ROW_REGS], acc2[ROW_REGS];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
+    for (int v = 0; v < NV; v++) acc[v] = acc2[v] = _mm512_setzero_ps();
     const int top = iy + g->pt;   /* oy*sh + i */
     const int oy_lo = top - g->kh + 1 <= 0 ? 0 : (int)cdiv(top - g->kh + 1, g->sh), oy_hi = imin(g->oh - 1, top / g->sh);
     for (int oy = oy_lo; oy <= oy_hi; oy++) {
         const float *src = db + (int64_t)oy * g->ow * K + (c * g->kh + top - oy * g->sh) * g->kw;
-        for (int ox = 0; ox < g->ow; ox++, src += K)
+        int ox = 0;
+        for (; ox + 1 < g->ow; ox += 2, src += 2 * K)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[ox][v], src - lo[ox][v]));
+                acc2[v] = _mm512_add_ps(acc2[v], _mm512_maskz_loadu_ps(m[ox + 1][v], src + K - lo[ox + 1][v]));
+            }
+        if (ox < g->ow)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[ox][v], src - lo[ox][v]));
     }
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(xr + 16 * v, lanes(g->w - 16 * v), acc[v]);
+    for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(xr + 16 * v, lanes(g->w - 16 * v), _mm512_add_ps(acc[v], acc2[v]));
 }
 
-AVX512 static void row2im(const dl4c_window *g, const float *dcolT, int b0, int nb, float *dx) {
-    const int64_t K = (int64_t)g->c * g->kh * g->kw, HW = (int64_t)g->h * g->w;
+/* Rows of one register (w <= 16) with OW <= 8 windows: the windows' masks and offsets stay in
+ * registers over a whole image. */
+AVX512 INLINE void row2im_small(const int OW, const dl4c_window *g, float *xb, const float *db, int64_t K,
+                                const __mmask16 (*m)[ROW_REGS], const int (*lo)[ROW_REGS]) {
+    const int64_t HW = (int64_t)g->h * g->w;
+    __mmask16 mk[8];
+    int64_t off[8];
+#pragma GCC unroll 8
+    for (int ox = 0; ox < OW; ox++) { mk[ox] = m[ox][0]; off[ox] = (int64_t)ox * K - lo[ox][0]; }
+    const __mmask16 st = lanes(g->w);
+    for (int c = 0; c < g->c; c++)
+        for (int iy = 0; iy < g->h; iy++) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            const int top = iy + g->pt;
+            const int oy_lo = top - g->kh + 1 <= 0 ? 0 : (int)cdiv(top - g->kh + 1, g->sh), oy_hi = imin(g->oh - 1, top / g->sh);
+            for (int oy = oy_lo; oy <= oy_hi; oy++) {
+                const float *src = db + (int64_t)oy * OW * K + (c * g->kh + top - oy * g->sh) * g->kw;
+#pragma GCC unroll 8
+                for (int ox = 0; ox < OW; ox++) {
+                    const __m512 v = _mm512_maskz_loadu_ps(mk[ox], src + off[ox]);
+                    if (ox & 1) a1 = _mm512_add_ps(a1, v);
+                    else a0 = _mm512_add_ps(a0, v);
+                }
+            }
+            _mm512_mask_storeu_ps(xb + c * HW + (int64_t)iy * g->w, st, _mm512_add_ps(a0, a1));
+        }
+}
+
+AVX512 static void row2im(const dl4c_window *g, const float *dcolT, int64_t K, int b0, int nb, float *dx) {
+    const int64_t HW = (int64_t)g->h * g->w;
     const bool regs = g->kw <= 16 && g->w <= 16 * ROW_REGS && g->ow <= ROW_WINDOWS;
     const int nv = (int)cdiv(g->w, 16);
     if (!regs) {
@@ -844,6 +885,23 @@ AVX512 static void row2im(const dl4c_window *g, const float *dcolT, int b0, int 
             const int from = imax(lo[ox][v], 0), to = imin(lo[ox][v] + g->kw, imin(16, g->w - 16 * v));
             m[ox][v] = from < to ? (__mmask16)(lanes(to) & ~lanes(from)) : 0;
         }
+    }
+    if (nv == 1 && g->ow <= 8) {
+        for (int bl = 0; bl < nb; bl++) {
+            float *xb = dx + (int64_t)(b0 + bl) * g->c * HW;
+            const float *db = dcolT + (int64_t)bl * g->oh * g->ow * K;
+            switch (g->ow) {
+            case 1: row2im_small(1, g, xb, db, K, m, lo); break;
+            case 2: row2im_small(2, g, xb, db, K, m, lo); break;
+            case 3: row2im_small(3, g, xb, db, K, m, lo); break;
+            case 4: row2im_small(4, g, xb, db, K, m, lo); break;
+            case 5: row2im_small(5, g, xb, db, K, m, lo); break;
+            case 6: row2im_small(6, g, xb, db, K, m, lo); break;
+            case 7: row2im_small(7, g, xb, db, K, m, lo); break;
+            default: row2im_small(8, g, xb, db, K, m, lo); break;
+            }
+        }
+        return;
     }
     for (int bl = 0; bl < nb; bl++) {
         float *xb = dx + (int64_t)(b0 + bl) * g->c * HW;
@@ -1509,7 +1567,7 @@ AVX512 static void conv_outer_task(void *ctx, int task) {
         const int j0 = p * 32, nn = J->K - j0;
         ukr_epi e = {.c0 = J->dw + (int64_t)i0 * J->K + j0, .ldc = J->K, .m0 = lanes(nn), .m1 = lanes(nn - 16)};
         e.c1 = e.c0 + 16;
-        ukr(mr, NP, J->dzT + i0, J->out, J->colT + (int64_t)p * NP * 32, 32, &e);
+        ukr(mr, NP, J->dzT + i0, J->out, J->colT + (int64_t)p * panel_stride(NP), 32, &e);
     }
 }
 
@@ -1518,22 +1576,29 @@ AVX512 static void conv_dx_task(void *ctx, int task) {
     const conv_job *J = ctx;
     const dl4c_window *g = J->g;
     const int b0 = task * J->G, nb = imin(J->G, g->n - b0), P = J->P, out = J->out, K = J->K;
-    float *dcolT = dl4c_cpu_arena(0, (int64_t)nb * P * K);
+    /* dcol^T rows padded to whole vectors and 64 bytes more (stores that do not split lines,
+     * rows that do not all fall into the same L1 sets) */
+    const int64_t ldk = cdiv(K, 16) * 16 + 16;
+    float *dcolT = dl4c_cpu_arena(0, (int64_t)nb * P * ldk);
     DL4C_ASSERT(dcolT);
-    const int mr = mr_of(P);
-    for (int bl = 0; bl < nb; bl++) {
-        const float *dzb = J->dz + (int64_t)(b0 + bl) * out * P;
-        for (int p0 = 0; p0 < P; p0 += mr) {
-            const int r = imin(mr, P - p0);
-            for (int j0 = 0; j0 < K; j0 += 32) {
-                const int nn = K - j0;
-                ukr_epi e = {.c0 = dcolT + ((int64_t)bl * P + p0) * K + j0, .ldc = K, .m0 = lanes(nn), .m1 = lanes(nn - 16)};
-                e.c1 = e.c0 + 16;
-                ukr2(r, out, (operand){.p = dzb + p0}, P, operand_at(J->wb, (int64_t)(j0 / 32) * out * 32), 32, &e);
-            }
+    /* The group's dz as [out][nb*P], so that a tile's rows run on across images. */
+    const int64_t Q = (int64_t)nb * P;
+    float *dzg = dl4c_cpu_arena(7, (int64_t)out * Q);
+    DL4C_ASSERT(dzg);
+    for (int bl = 0; bl < nb; bl++)
+        for (int o = 0; o < out; o++)
+            memcpy(dzg + o * Q + (int64_t)bl * P, J->dz + ((int64_t)(b0 + bl) * out + o) * P, sizeof(float) * (size_t)P);
+    const int mr = mr_of((int)Q);
+    for (int64_t q0 = 0; q0 < Q; q0 += mr) {
+        const int r = (int)(Q - q0 < mr ? Q - q0 : mr);
+        for (int j0 = 0; j0 < K; j0 += 32) {
+            const int nn = K - j0;
+            ukr_epi e = {.c0 = dcolT + q0 * ldk + j0, .ldc = ldk, .m0 = lanes(nn), .m1 = lanes(nn - 16)};
+            e.c1 = e.c0 + 16;
+            ukr2(r, out, (operand){.p = dzg + q0}, Q, operand_at(J->wb, (int64_t)(j0 / 32) * out * 32), 32, &e);
         }
     }
-    row2im(g, dcolT, b0, nb, J->dx);
+    row2im(g, dcolT, ldk, b0, nb, J->dx);
 }
 
 static bool conv_dot_path(const dl4c_window *g, int out) {
@@ -1545,7 +1610,7 @@ static void avx_conv2d_sizes(const dl4c_backend *be, const dl4c_window *g, int o
     const int64_t K = (int64_t)g->c * g->kh * g->kw, P = (int64_t)g->oh * g->ow, NP = g->n * P;
     *saved = relu_mask_floats(g, out);
     if (conv_dot_path(g, out)) *scratch = cdiv(g->n, dot_group_images(g)) * out * (K + 2) + 32;
-    else *scratch = NP * (out + cdiv(K, 32) * 32);
+    else *scratch = NP * out + cdiv(K, 32) * panel_stride(NP);
 }
 
 AVX512 static void avx_conv2d_backward_act(const dl4c_backend *be, const dl4c_window *g, int out,
@@ -1611,7 +1676,7 @@ AVX512 static void avx_conv2d_backward_act(const dl4c_backend *be, const dl4c_wi
                 _mm512_storeu_ps(dst + 16, _mm512_maskz_loadu_ps(lanes(K - pi * 32 - 16), src + 16));
             }
         J.wb = operand_of(wp, 1, (int64_t)npan * out * 32, (int64_t)npan * out * 32, 4);
-        J.G = conv_group_images(g, 16384);
+        J.G = conv_group_images(g, 24576);
         if (T > 1 && cdiv(g->n, J.G) < 2 * T) J.G = imax(1, (int)cdiv(g->n, 2 * T));
         J.n_groups = (int)cdiv(g->n, J.G);
         dl4c_cpu_parallel(J.n_groups, conv_dx_task, &J);
