@@ -264,31 +264,19 @@ def main():
             if n["ratio"]:
                 tg[f"lenet_{mode}_{t}t"] = {"target": TARGETS[mode], "median": n["ratio_median"],
                                             "min": n["ratio_min"], "met": n["ratio_median"] >= TARGETS[mode]}
+    def lowest_share(rows, key, where):
+        """The target entry for the lowest median share among rows' conv and dense layers."""
+        shares = [(med(row[d]["share"]), f"{row['type']} {d}") for row in rows
+                  if row["type"] in ("conv2d", "dense") for d in ("fwd", "bwd")]
+        if shares:
+            s, layer = min(shares)
+            tg[key] = {"target": TARGETS["ceiling_share"], "lowest": s, "where": layer + where,
+                       "met": s >= TARGETS["ceiling_share"]}
+
     for t in (1, 2):   # one worker on t threads
-        worst = None
-        for row in summary["layers"].get("lenet", {}).get(t, []):
-            if row["type"] not in ("conv2d", "dense"):
-                continue
-            for d in ("fwd", "bwd"):
-                s = med(row[d]["share"])
-                if worst is None or s < worst[0]:
-                    worst = (s, row["type"], d)
-        if worst:
-            tg[f"lenet_layers_share_1_worker_{t}t"] = {"target": TARGETS["ceiling_share"], "lowest": worst[0],
-                                                       "where": f"{worst[1]} {worst[2]}",
-                                                       "met": worst[0] >= TARGETS["ceiling_share"]}
-    worst2 = None
-    for row in summary.get("layers_two_workers", {}).get("lenet", []):
-        if row["type"] not in ("conv2d", "dense"):
-            continue
-        for d in ("fwd", "bwd"):
-            s = med(row[d]["share"])
-            if worst2 is None or s < worst2[0]:
-                worst2 = (s, row["type"], d)
-    if worst2:
-        tg["lenet_layers_share_2_workers"] = {"target": TARGETS["ceiling_share"], "lowest": worst2[0],
-                                              "where": f"{worst2[1]} {worst2[2]}, 2 workers x 1 thread",
-                                              "met": worst2[0] >= TARGETS["ceiling_share"]}
+        lowest_share(summary["layers"].get("lenet", {}).get(t, []), f"lenet_layers_share_1_worker_{t}t", "")
+    lowest_share(summary.get("layers_two_workers", {}).get("lenet", []), "lenet_layers_share_2_workers",
+                 ", 2 workers x 1 thread")
     if mem and "ratio" in mem:
         tg["memory"] = {"target": TARGETS["memory"], "ratio": mem["ratio"], "met": mem["ratio"] <= TARGETS["memory"]}
     if R["workers"]:
