@@ -87,32 +87,29 @@ def convergence(dl4c, tmp, epochs):
     return {"runs": out, "target": target, "two_workers_long": acc, "epochs_to_reach": reached}
 
 
+def run_script(cmd, env=None):
+    """Runs a benchmark script, echoing its output; returns the JSON of its BENCH_JSON line."""
+    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    data = None
+    for line in out.splitlines():
+        if line.startswith("BENCH_JSON "):
+            data = json.loads(line[len("BENCH_JSON "):])
+        else:
+            print(line)
+    return data
+
+
 def spark(build):
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"),
                DL4C_LIBRARY=os.path.join(build, "libdl4c.so"))
     print("\n== Spark: time per round (bench/spark_rounds.py) ==", flush=True)
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench/spark_rounds.py")], env=env,
-                         check=True, stdout=subprocess.PIPE, text=True).stdout
-    data = None
-    for line in out.splitlines():
-        if line.startswith("BENCH_JSON "):
-            data = json.loads(line[len("BENCH_JSON "):])
-        else:
-            print(line)
-    return data
+    return run_script([sys.executable, os.path.join(ROOT, "bench/spark_rounds.py")], env=env)
 
 
 def speed(build, quick):
     print("\n== speed: dl4c vs PyTorch (bench/speed.py) ==", flush=True)
-    cmd = [sys.executable, os.path.join(ROOT, "bench/speed.py"), "--build", build] + (["--quick"] if quick else [])
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
-    data = None
-    for line in out.splitlines():
-        if line.startswith("BENCH_JSON "):
-            data = json.loads(line[len("BENCH_JSON "):])
-        else:
-            print(line)
-    return data
+    return run_script([sys.executable, os.path.join(ROOT, "bench/speed.py"), "--build", build] +
+                      (["--quick"] if quick else []))
 
 
 def main():

@@ -242,21 +242,17 @@ static void test_elementwise(void **state) {
     float *wt = dup(x, n);   /* weights with subnormals, gradients too */
     for (int64_t i = 0; i < n; i += 3) wt[i] *= 1e-39f;
     for (int64_t i = 1; i < n; i += 5) d[i] *= 1e-40f;
-    for (int l1 = 0; l1 < 2; l1++) {
-        float *g0 = dup(d, n), *g1 = dup(d, n);
-        G->reg_grad(G, wt, g0, n, l1 ? 0.01f : 0.0f, 5e-4f);
-        F->reg_grad(F, wt, g1, n, l1 ? 0.01f : 0.0f, 5e-4f);
-        same_bits("reg_grad, subnormals", g1, g0, n);
-        free(g0); free(g1);
-    }
+    const float *ws[2] = {wt, x};
+    const char *what[2] = {"reg_grad, subnormals", "reg_grad"};
+    for (int k = 0; k < 2; k++)
+        for (int l1 = 0; l1 < 2; l1++) {
+            float *g0 = dup(d, n), *g1 = dup(d, n);
+            G->reg_grad(G, ws[k], g0, n, l1 ? 0.01f : 0.0f, 5e-4f);
+            F->reg_grad(F, ws[k], g1, n, l1 ? 0.01f : 0.0f, 5e-4f);
+            same_bits(what[k], g1, g0, n);
+            free(g0); free(g1);
+        }
     free(wt);
-    for (int l1 = 0; l1 < 2; l1++) {
-        float *g0 = dup(d, n), *g1 = dup(d, n);
-        G->reg_grad(G, x, g0, n, l1 ? 0.01f : 0.0f, 5e-4f);
-        F->reg_grad(F, x, g1, n, l1 ? 0.01f : 0.0f, 5e-4f);
-        same_bits("reg_grad", g1, g0, n);
-        free(g0); free(g1);
-    }
     float *s0 = alloc_f(200), *s1 = alloc_f(200);
     G->sum_rows(G, d, s0, 500, 200);
     F->sum_rows(F, d, s1, 500, 200);
