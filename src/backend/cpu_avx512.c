@@ -785,10 +785,10 @@ AVX512 static void im2row(const dl4c_window *g, const float *x, int b0, int nb, 
     }
 }
 
-/* dx[b] = sum over windows of dcolT (rows K floats apart; dx of images [b0, b0+nb) set, not accumulated). Each dx row
- * (c, iy) is summed in registers from 0 over the windows that cover it, output rows oy in turn
- * (window row i = iy + pt - oy*sh) and windows ox in each (each window's kw values land on their
- * lanes by a masked load), and stored once: no pass to zero dx, no read-modify-write of a row per
+/* dx[b] = sum over windows of dcolT (its rows K floats apart; dx of images [b0, b0+nb) set, not
+ * accumulated). Each dx row (c, iy) is summed in registers from 0 over the windows that cover
+ * it, output rows oy in turn (window row i = iy + pt - oy*sh) and windows ox in each (each
+ * window's kw values land on their lanes by a masked load), and stored once: no pass to zero dx, no read-modify-write of a row per
  * window row (those chained through store forwarding where windows overlap). Wider rows or
  * windows: zeroed dx, then element by element in the order (c, i, oy, ox, j). */
 #define ROW_REGS 4     /* rows up to 64 floats take the register path */
