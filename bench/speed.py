@@ -13,7 +13,9 @@ In each round:
             train from the same initial state over the same minibatches (warm-up steps, then timed
             steps: weights of units that stop learning decay under l2 into subnormal floats
             within a few hundred steps, which slows both), then infer (batch 256) on the test set
-            with the weights reached; dl4c also times each layer's forward and backward.
+            with the weights reached; dl4c also times each layer's forward and backward (on 2
+            threads LeNet's step runs as 2 slices of 16 rows side by side, one per thread: a
+            layer's time is then the slower slice's).
             Every run with T threads is pinned to T CPUs (sched_setaffinity), peers and ceiling alike.
   pairs     LeNet's per-layer timing with both cores busy as `dl4c train --workers 2` keeps them:
             two single-thread training steps at once, each pinned to its own CPU; a layer's FLOP/s

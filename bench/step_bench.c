@@ -11,7 +11,9 @@
  *         subnormals are slow on x86: compare peers over the same steps (bench/speed.py does).
  * layers: the same with the network's per-layer timing on: seconds (the median over the steps,
  *         and the mean) and FLOP/s of each layer's forward and backward (FLOPs: 2 per
- *         multiply-add of the products).
+ *         multiply-add of the products). When the step runs as slices on several threads
+ *         (nn/layer.h, dl4c_net_slices), a layer's seconds are its slowest slice's: the FLOP/s
+ *         are those of the whole minibatch over the time the layer held the threads.
  * infer:  dl4c_net_output over consecutive batches of the test set (N of B); images/s.
  * all:    layers, then infer with the weights trained.
  * One JSON line on stdout ({"train": ..., "infer": ...}); bench/torch_peer.py prints the same
@@ -148,8 +150,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         const double secs = t1 - t0;
-        printf(", \"train\": {\"batch\": %d, \"warmup\": %d, \"steps\": %lld, \"seconds\": %.6f, \"images_per_s\": %.2f",
-               B, warmup, (long long)steps, secs, (double)steps * B / secs);
+        printf(", \"train\": {\"batch\": %d, \"slices\": %d, \"warmup\": %d, \"steps\": %lld, \"seconds\": %.6f, "
+               "\"images_per_s\": %.2f", B, dl4c_net_slices(net, B), warmup, (long long)steps, secs, (double)steps * B / secs);
         if (layers) {
             /* fwd_s/bwd_s: the median over the timed steps (a step preempted on a shared machine
              * does not move it); *_mean_s: the mean. */

@@ -106,6 +106,11 @@ struct dl4c_backend {
 
     /* Sets the threads this backend's products use (CPU: OpenBLAS threads). */
     void (*set_threads)(const dl4c_backend *be, int threads);
+    /* Runs fn(ctx, task) for every task in [0, n_tasks) on the threads set_threads gave, and
+     * returns when all are done; ops called from inside a task run on its thread alone. NULL
+     * when the backend's own ops do the threading (OpenBLAS, a GPU). The network uses it to
+     * run slices of a minibatch side by side (see network.c). */
+    void (*parallel)(const dl4c_backend *be, int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
 
     /* ---- optional fused forms (NULL: the layers call the ops above one after another) ---- */
     /* y = act(conv2d_forward(x)): the same floats as conv2d_forward then act_forward. */

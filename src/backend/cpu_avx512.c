@@ -2272,6 +2272,10 @@ static void avx_set_threads(const dl4c_backend *be, int threads) {
     dl4c_backend_cpu_generic()->set_threads(be, 1);   /* OpenBLAS (fallback products): one thread */
 }
 
+static void avx_parallel(const dl4c_backend *be, int n_tasks, void (*fn)(void *ctx, int task), void *ctx) {
+    dl4c_cpu_parallel(n_tasks, fn, ctx);
+}
+
 void dl4c_cpu_avx512_install(dl4c_backend *be) {
     be->gemm = avx_gemm;
     be->conv2d_sizes = avx_conv2d_sizes;
@@ -2292,11 +2296,16 @@ void dl4c_cpu_avx512_install(dl4c_backend *be) {
     be->reg_grad = avx_reg_grad;
     be->updater_step = avx_updater_step;
     be->set_threads = avx_set_threads;
+    be->parallel = avx_parallel;
 }
 
 #else   /* not x86-64 with GCC or clang */
 
 bool dl4c_cpu_avx512_usable(void) { return false; }
+static void avx_parallel(const dl4c_backend *be, int n_tasks, void (*fn)(void *ctx, int task), void *ctx) {
+    dl4c_cpu_parallel(n_tasks, fn, ctx);
+}
+
 void dl4c_cpu_avx512_install(dl4c_backend *be) { (void)be; }
 
 #endif

@@ -16,7 +16,8 @@ typedef void (*dl4c_cpu_task)(void *ctx, int task);
  * are done. Runs them all on the caller when the pool has one thread, when another thread is
  * using the pool, or when called from inside a task. */
 void dl4c_cpu_parallel(int n_tasks, dl4c_cpu_task fn, void *ctx);
-/* Threads the pool uses (the caller included), 1..DL4C_CPU_MAX_THREADS. */
+/* Threads the pool uses (the caller included), 1..DL4C_CPU_MAX_THREADS; 1 inside a task (its
+ * nested loops run on its thread). */
 void dl4c_cpu_set_threads(int threads);
 int dl4c_cpu_threads(void);
 #define DL4C_CPU_MAX_THREADS 64

@@ -124,7 +124,7 @@ void dl4c_cpu_set_threads(int threads) {
     atomic_store(&the_pool.threads, threads);
 }
 
-int dl4c_cpu_threads(void) { return atomic_load(&the_pool.threads); }
+int dl4c_cpu_threads(void) { return in_task ? 1 : atomic_load(&the_pool.threads); }
 
 void dl4c_cpu_parallel(int n_tasks, dl4c_cpu_task fn, void *ctx) {
     pool *p = &the_pool;

@@ -80,5 +80,9 @@ void dl4c_output_delta(const dl4c_layer *l, const float *y, const float *t, int 
  * backward to seconds[n_layers + i] (the output layer's loss gradient is not counted).
  * NULL turns it off (the default; then it costs one test per layer). */
 void dl4c_net_set_timing(dl4c_net *net, double *seconds);
+/* The slices a minibatch of n runs as (network.c): 1, or one per thread when one worker has
+ * several CPU threads and the network's layers have work enough per parameter. With slices, a
+ * layer's timing above is the slowest slice's. */
+int dl4c_net_slices(const dl4c_net *net, int n);
 
 #endif

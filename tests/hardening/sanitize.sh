@@ -3,8 +3,8 @@
 #   usage: tests/hardening/sanitize.sh KIND BUILD_DIR [ctest arguments...]
 #   KIND: asan | ubsan | asan+ubsan | tsan
 # Default tests: every C test (label "c": the cmocka suites and the fuzz corpus replays); tsan:
-# the threaded ones (local workers, prefetch, the CPU thread pool, divergence/interruption/
-# streaming with workers).
+# the threaded ones (local workers, prefetch, the CPU thread pool and minibatch slices,
+# divergence/interruption/streaming with workers).
 # Any sanitizer report fails the test it occurs in (halt_on_error / exitcode).
 set -euo pipefail
 kind=${1:?usage: sanitize.sh asan|ubsan|asan+ubsan|tsan BUILD_DIR [ctest args]}
@@ -31,7 +31,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
   if [ "$kind" = tsan ]; then
-    args=(-R '^(train/|dist/|data/test_batch|nn/test_cpu_kernels|hardening/test_divergence)')
+    args=(-R '^(train/|dist/|data/test_batch|nn/test_cpu_kernels|nn/test_slices|hardening/test_divergence)')
   else
     args=(-L '^c$')
   fi
