@@ -24,13 +24,19 @@ typedef struct worker_ctx {
 
 /* ---- Divergence checks ---- */
 
-/* True when no value is NaN or infinite (exponent bits all ones); vectorizes, and works
- * whatever the floating-point flags. */
+/* True when no value is NaN or infinite; works whatever the floating-point flags. The
+ * exponent field plus one carries into the sign bit only when it is all ones (NaN, infinity),
+ * so OR-ing (bits & exponent mask) + (1 << 23) over the values leaves the sign bit set iff
+ * one is not finite: and, add and or. (A per-value comparison in a plain loop was not
+ * vectorized, and these checks of every step took 4% of a LeNet epoch on 2 threads.) */
 static bool all_finite(const float *x, int64_t n) {
     const uint32_t *u = (const uint32_t *)x;
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < n; i++) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
-    return !bad;
+    uint32_t acc = 0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)   /* blocks of a fixed count: vectorized at -O2 (GCC 12) */
+        for (int k = 0; k < 64; k++) acc |= (u[i + k] & 0x7f800000u) + 0x00800000u;
+    for (; i < n; i++) acc |= (u[i] & 0x7f800000u) + 0x00800000u;
+    return !(acc & 0x80000000u);
 }
 
 /* Names the first layer whose parameters, else gradients, else updater state (slot-major:
