@@ -39,5 +39,9 @@ const dl4c_backend *dl4c_backend_cpu_generic(void);
 bool dl4c_cpu_avx512_usable(void);
 /* Replaces the ops of *be it has faster AVX-512 forms of. */
 void dl4c_cpu_avx512_install(dl4c_backend *be);
+/* For tests: the updater's exact path near underflow rounds to float by conversion (on, the
+ * default where conversions to subnormals take no assist) or from the bits (off); the same
+ * floats either way. Returns the previous setting. */
+bool dl4c_cpu_avx512_round_by_cvt(bool on);
 
 #endif

@@ -1,7 +1,8 @@
 /* The CPU backend's fast kernels (cpu_avx512.c, when the machine has AVX-512) against its
  * portable ones (cpu.c, OpenBLAS and loops):
  *  - elementwise ops, pooling (non-overlapping windows), updaters: the same floats, bit for bit,
- *    NaN, infinities and signed zeros included;
+ *    NaN, infinities and signed zeros included (the exact path near underflow with both of its
+ *    ways of rounding to float);
  *  - products and convolutions (sums in another order): within 1e-5 relative (norm-wise);
  *  - every fast op: the same bits with 1 and 2 threads.
  * On a machine without AVX-512 there is nothing to compare: it passes at once. */
@@ -243,15 +244,21 @@ static void test_elementwise(void **state) {
     for (int64_t i = 0; i < n; i += 3) wt[i] *= 1e-39f;
     for (int64_t i = 1; i < n; i += 5) d[i] *= 1e-40f;
     const float *ws[2] = {wt, x};
-    const char *what[2] = {"reg_grad, subnormals", "reg_grad"};
-    for (int k = 0; k < 2; k++)
-        for (int l1 = 0; l1 < 2; l1++) {
-            float *g0 = dup(d, n), *g1 = dup(d, n);
-            G->reg_grad(G, ws[k], g0, n, l1 ? 0.01f : 0.0f, 5e-4f);
-            F->reg_grad(F, ws[k], g1, n, l1 ? 0.01f : 0.0f, 5e-4f);
-            same_bits(what[k], g1, g0, n);
-            free(g0); free(g1);
-        }
+    const char *what[2][2] = {{"reg_grad, subnormals, rounded from the bits", "reg_grad"},
+                              {"reg_grad, subnormals, rounded by conversion", "reg_grad"}};
+    const bool by_cvt = dl4c_cpu_avx512_round_by_cvt(false);
+    for (int cvt = 0; cvt < 2; cvt++) {   /* both ways of the exact path's rounding */
+        dl4c_cpu_avx512_round_by_cvt(cvt);
+        for (int k = 0; k < 2; k++)
+            for (int l1 = 0; l1 < 2; l1++) {
+                float *g0 = dup(d, n), *g1 = dup(d, n);
+                G->reg_grad(G, ws[k], g0, n, l1 ? 0.01f : 0.0f, 5e-4f);
+                F->reg_grad(F, ws[k], g1, n, l1 ? 0.01f : 0.0f, 5e-4f);
+                same_bits(what[cvt][k], g1, g0, n);
+                free(g0); free(g1);
+            }
+    }
+    dl4c_cpu_avx512_round_by_cvt(by_cvt);
     free(wt);
     float *s0 = alloc_f(200), *s1 = alloc_f(200);
     G->sum_rows(G, d, s0, 500, 200);
@@ -268,7 +275,10 @@ static void test_elementwise(void **state) {
 
 static void test_updaters(void **state) {
     const int64_t n = 70001;
-    for (int u = 0; u < DL4C_UPDATER_COUNT; u++) {
+    const bool by_cvt = dl4c_cpu_avx512_round_by_cvt(false);
+    for (int v = 0; v < 2 * DL4C_UPDATER_COUNT; v++) {   /* each updater, both ways of rounding */
+        const int u = v % DL4C_UPDATER_COUNT;
+        dl4c_cpu_avx512_round_by_cvt(v >= DL4C_UPDATER_COUNT);
         dl4c_updater_conf c = {.type = (dl4c_updater)u, .learning_rate = 0.1f};
         dl4c_updater_conf_resolve(&c);
         const int slots = dl4c_updater_state_per_param(c.type);
@@ -290,6 +300,7 @@ static void test_updaters(void **state) {
         same_bits(dl4c_updater_str(c.type), st1, st0, 2 * n);
         free(p0); free(p1); free(g); free(st0); free(st1);
     }
+    dl4c_cpu_avx512_round_by_cvt(by_cvt);
 }
 
 int main(void) {
