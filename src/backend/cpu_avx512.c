@@ -2300,7 +2300,8 @@ AVX512 __attribute__((noinline)) static double cvt_chain_seconds(double v, int n
 
 /* Whether conversions with subnormal float results run at full speed here: the best of 3
  * timings of a chain producing 2^-140 against one producing 1.0 (an assist costs ~100 cycles
- * a conversion; a preempted timing can only make the answer "no", the safe one). */
+ * a conversion). A timing spoilt by preemption can only cost speed: both ways of rounding give
+ * the same floats. */
 static bool cvt_subnormal_measure(void) {
     double sub = 1e9, nrm = 1e9;
     for (int r = 0; r < 3; r++) {
