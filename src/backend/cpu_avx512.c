@@ -245,7 +245,10 @@ typedef struct operand {
 AVX512 static void ukr2(int mr, int kc, operand a, int64_t acs, operand b, int64_t ldb, const ukr_epi *e) {
     if ((a.scaled || b.scaled) && !e->accum) {
         const float scale = a.scaled && b.scaled ? SHIFT_DOWN * SHIFT_DOWN : SHIFT_DOWN;
-        if (ukr_raw(mr, kc, a.scaled ? a.scaled : a.p, acs, b.scaled ? b.scaled : b.p, ldb, e, scale)) return;
+        /* B's scaled copy is a panel (row stride ldb); B itself may be read in place (b.ld) */
+        if (ukr_raw(mr, kc, a.scaled ? a.scaled : a.p, acs, b.scaled ? b.scaled : b.p,
+                    b.scaled || !b.ld ? ldb : b.ld, e, scale))
+            return;
     }
     ukr_raw(mr, kc, a.p, acs, b.p, b.ld ? b.ld : ldb, e, 0);
 }
@@ -254,30 +257,52 @@ AVX512 static void ukr(int mr, int kc, const float *a, int64_t acs, const float 
     ukr_raw(mr, kc, a, acs, b, ldb, e, 0);
 }
 
-/* Whether rows x cols (row stride ld) have a nonzero entry below 2^-100 and none at or above
- * 2^60 (nor infinities or NaN), so that scaling by 2^SHIFT is worth it and exact. */
-AVX512 static bool want_scaled(const float *a, int64_t rows, int64_t cols, int64_t ld) {
-    const __m512i absm = _mm512_set1_epi32(0x7fffffff), tiny = _mm512_set1_epi32(0x0d800000),
-                  big = _mm512_set1_epi32(0x5d800000);
-    __mmask16 any_tiny = 0, any_big = 0;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c += 16) {
-            const __mmask16 m = lanes((int)(cols - c < 16 ? cols - c : 16));
-            const __m512i v = _mm512_and_si512(_mm512_maskz_loadu_epi32(m, a + r * ld + c), absm);
-            any_tiny |= _mm512_mask_cmpgt_epi32_mask(m, tiny, v) & _mm512_cmpneq_epi32_mask(v, _mm512_setzero_si512());
-            any_big |= _mm512_mask_cmpge_epi32_mask(m, v, big);
-        }
-    return any_tiny && !any_big;
+/* The scan of an operand for tiny entries (nonzero, below 2^-100: worth scaling) and big ones
+ * (at or above 2^60, infinities, NaN: scaling would not be exact), on the bits of |v| as
+ * unsigned integers: the running minimum of |v| - 1 (zeros wrap to the top, so they are not
+ * tiny) and maximum of |v|. Three integer operations per vector, no masks: lanes loaded as zero
+ * change neither. */
+typedef struct scan_acc { __m512i mn, mx; } scan_acc;
+
+AVX512 INLINE scan_acc scan_new(void) { return (scan_acc){_mm512_set1_epi32(-1), _mm512_setzero_si512()}; }
+
+/* Adds v's lanes to the scan; returns |v|'s bits. */
+AVX512 INLINE __m512i scan_add(scan_acc *sc, __m512i v) {
+    const __m512i a = _mm512_and_si512(v, _mm512_set1_epi32(0x7fffffff));
+    sc->mn = _mm512_min_epu32(sc->mn, _mm512_sub_epi32(a, _mm512_set1_epi32(1)));
+    sc->mx = _mm512_max_epu32(sc->mx, a);
+    return a;
 }
 
-/* v * 2^SHIFT exactly, without floating-point work on subnormal inputs. */
-AVX512 INLINE __m512i scale_vec(__m512i v) {
+/* Whether the scanned values have a tiny entry and no big one: scaling pays and is exact. */
+AVX512 INLINE bool scan_wants_scaled(scan_acc sc) {
+    return _mm512_cmplt_epu32_mask(sc.mn, _mm512_set1_epi32(0x0d800000 - 1)) &&
+           !_mm512_cmpge_epu32_mask(sc.mx, _mm512_set1_epi32(0x5d800000));
+}
+
+/* Whether rows x cols (row stride ld) have a tiny entry and no big one. */
+AVX512 static bool want_scaled(const float *a, int64_t rows, int64_t cols, int64_t ld) {
+    scan_acc sc = scan_new();
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c += 16)
+            scan_add(&sc, _mm512_maskz_loadu_epi32(lanes((int)(cols - c < 16 ? cols - c : 16)), a + r * ld + c));
+    return scan_wants_scaled(sc);
+}
+
+/* v * 2^SHIFT exactly (a = |v|'s bits, from scan_add), without floating-point work on subnormal
+ * inputs: a normal number gets SHIFT added to its exponent; a subnormal or zero is its mantissa
+ * (a itself) converted and times 2^(SHIFT - 149), one subnormal step scaled, a product of
+ * normal numbers (the lanes of normal numbers compute a discarded one, also normal); then the
+ * sign of v. */
+AVX512 INLINE __m512i scale_abs(__m512i v, __m512i a) {
     const __mmask16 normal = _mm512_test_epi32_mask(v, _mm512_set1_epi32(0x7f800000));
-    /* a subnormal: its mantissa times 2^(SHIFT - 149), one subnormal step scaled */
-    const __m512 small = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0x007fffff))),
-                                       _mm512_set1_ps(0x1p-117f));
-    const __m512i smallb = _mm512_or_si512(_mm512_castps_si512(small), _mm512_and_si512(v, _mm512_set1_epi32((int)0x80000000u)));
-    return _mm512_mask_add_epi32(smallb, normal, v, _mm512_set1_epi32(SHIFT << 23));
+    const __m512i small = _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(0x1p-117f)));
+    const __m512i r = _mm512_mask_add_epi32(small, normal, a, _mm512_set1_epi32(SHIFT << 23));
+    return _mm512_ternarylogic_epi32(r, v, _mm512_set1_epi32((int)0x80000000u), 0xf8);   /* r | (v & sign) */
+}
+
+AVX512 INLINE __m512i scale_vec(__m512i v) {
+    return scale_abs(v, _mm512_and_si512(v, _mm512_set1_epi32(0x7fffffff)));
 }
 
 /* dst = src * 2^SHIFT exactly. */
@@ -309,20 +334,13 @@ static operand operand_at(operand o, int64_t off) {
 static int mr_of(int m) { const int nb = (int)cdiv(m, MR_MAX); return (int)cdiv(m, nb); }
 
 
-/* Lanes (of m) of v that are tiny (nonzero below 2^-100) and that are big (>= 2^60, inf, NaN). */
-AVX512 INLINE void scan_lanes(__m512 v, __mmask16 m, __mmask16 *tiny, __mmask16 *big) {
-    const __m512i a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff));
-    *tiny |= _mm512_mask_cmpgt_epi32_mask(m, _mm512_set1_epi32(0x0d800000), a) & _mm512_cmpneq_epi32_mask(a, _mm512_setzero_si512());
-    *big |= _mm512_mask_cmpge_epi32_mask(m, a, _mm512_set1_epi32(0x5d800000));
-}
-
-/* Column j of a transposed block (at off): to dst, and when dsts, scaled to dsts (scale_vec) and
- * scanned for tiny and big values (scan_lanes). */
-AVX512 INLINE void t16_store(float *dst, float *dsts, int64_t off, __mmask16 rm, __m512 v, __mmask16 *tiny, __mmask16 *big) {
+/* Column j of a transposed block (at off; its lanes outside rm are zero): to dst, and when dsts,
+ * scanned (scan_add) and scaled to dsts (scale_abs). */
+AVX512 INLINE void t16_store(float *dst, float *dsts, int64_t off, __mmask16 rm, __m512 v, scan_acc *sc) {
     _mm512_mask_storeu_ps(dst + off, rm, v);
     if (dsts) {
-        scan_lanes(v, rm, tiny, big);
-        _mm512_mask_storeu_epi32(dsts + off, rm, scale_vec(_mm512_castps_si512(v)));
+        const __m512i vi = _mm512_castps_si512(v);
+        _mm512_mask_storeu_epi32(dsts + off, rm, scale_abs(vi, scan_add(sc, vi)));
     }
 }
 
@@ -330,7 +348,7 @@ AVX512 INLINE void t16_store(float *dst, float *dsts, int64_t off, __mmask16 rm,
  * dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (rows, cols <= 16); and the same scaled
  * into dsts (with the scan) when dsts. */
 AVX512 INLINE void transpose16_to(const float *src, int64_t lds, float *dst, int64_t ldd, int rows, int cols,
-                                  float *dsts, __mmask16 *tiny, __mmask16 *big) {
+                                  float *dsts, scan_acc *sc) {
     __m512 r[16];
     const __mmask16 cm = lanes(cols);
     for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + i * lds) : _mm512_setzero_ps();
@@ -359,15 +377,15 @@ AVX512 INLINE void transpose16_to(const float *src, int64_t lds, float *dst, int
         const __m512 c1 = _mm512_shuffle_f32x4(a0, b0, 0xdd);   /* L1: column 4 + s */
         const __m512 c2 = _mm512_shuffle_f32x4(a1, b1, 0x88);   /* L2: column 8 + s */
         const __m512 c3 = _mm512_shuffle_f32x4(a1, b1, 0xdd);   /* L3: column 12 + s */
-        if (s < cols) t16_store(dst, dsts, (int64_t)s * ldd, rm, c0, tiny, big);
-        if (4 + s < cols) t16_store(dst, dsts, (int64_t)(4 + s) * ldd, rm, c1, tiny, big);
-        if (8 + s < cols) t16_store(dst, dsts, (int64_t)(8 + s) * ldd, rm, c2, tiny, big);
-        if (12 + s < cols) t16_store(dst, dsts, (int64_t)(12 + s) * ldd, rm, c3, tiny, big);
+        if (s < cols) t16_store(dst, dsts, (int64_t)s * ldd, rm, c0, sc);
+        if (4 + s < cols) t16_store(dst, dsts, (int64_t)(4 + s) * ldd, rm, c1, sc);
+        if (8 + s < cols) t16_store(dst, dsts, (int64_t)(8 + s) * ldd, rm, c2, sc);
+        if (12 + s < cols) t16_store(dst, dsts, (int64_t)(12 + s) * ldd, rm, c3, sc);
     }
 }
 
 AVX512 static void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd, int rows, int cols) {
-    transpose16_to(src, lds, dst, ldd, rows, cols, NULL, NULL, NULL);
+    transpose16_to(src, lds, dst, ldd, rows, cols, NULL, NULL);
 }
 
 /* dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols. */
@@ -404,7 +422,7 @@ typedef struct gemm_job {
 AVX512 static operand b_panel(const gemm_job *j, int p) {
     const int k = j->k, j0 = p * 32, nn = j->n - j0;
     const __mmask16 m0 = lanes(nn), m1 = lanes(nn - 16);
-    __mmask16 tiny = 0, big = 0;
+    scan_acc sc = scan_new();
     operand o = {0};
     float *ps = dl4c_cpu_arena(6, (int64_t)k * 32);
     DL4C_ASSERT(ps);
@@ -414,16 +432,16 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
         for (int r0 = 0; r0 < imin(32, nn); r0 += 16)
             for (int k0 = 0; k0 < k; k0 += 16)
                 transpose16_to(j->b + (int64_t)(j0 + r0) * j->ldb + k0, j->ldb, pk + (int64_t)k0 * 32 + r0, 32,
-                               imin(16, nn - r0), imin(16, k - k0), ps + (int64_t)k0 * 32 + r0, &tiny, &big);
+                               imin(16, nn - r0), imin(16, k - k0), ps + (int64_t)k0 * 32 + r0, &sc);
         o.p = pk;
     } else if (j->b_panels) {
         const float *src = j->b + (int64_t)p * k * 32;
         for (int kk = 0; kk < k; kk++) {
-            scan_lanes(_mm512_maskz_loadu_ps(m0, src + kk * 32), m0, &tiny, &big);
-            scan_lanes(_mm512_maskz_loadu_ps(m1, src + kk * 32 + 16), m1, &tiny, &big);
+            scan_add(&sc, _mm512_maskz_loadu_epi32(m0, src + kk * 32));
+            scan_add(&sc, _mm512_maskz_loadu_epi32(m1, src + kk * 32 + 16));
         }
         o.p = src;
-        if (tiny && !big) scale_up(o.p, k, 32, 32, ps, 32);
+        if (scan_wants_scaled(sc)) scale_up(o.p, k, 32, 32, ps, 32);
     } else {
         /* In place only when the panel's rows span at most 256 KiB: a wider span (MLP layers,
          * 784 x 1000) re-read by every row block thrashes the caches (inference -12%). */
@@ -436,20 +454,18 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
                 _mm_prefetch((const char *)(src + 8 * j->ldb), _MM_HINT_T0);
                 _mm_prefetch((const char *)(src + 8 * j->ldb + 16), _MM_HINT_T0);
             }
-            const __m512 v0 = _mm512_maskz_loadu_ps(m0, src), v1 = _mm512_maskz_loadu_ps(m1, src + 16);
-            scan_lanes(v0, m0, &tiny, &big);
-            scan_lanes(v1, m1, &tiny, &big);
-            _mm512_store_si512(ps + kk * 32, scale_vec(_mm512_castps_si512(v0)));
-            _mm512_store_si512(ps + kk * 32 + 16, scale_vec(_mm512_castps_si512(v1)));
+            const __m512i v0 = _mm512_maskz_loadu_epi32(m0, src), v1 = _mm512_maskz_loadu_epi32(m1, src + 16);
+            _mm512_store_si512(ps + kk * 32, scale_abs(v0, scan_add(&sc, v0)));
+            _mm512_store_si512(ps + kk * 32 + 16, scale_abs(v1, scan_add(&sc, v1)));
             if (pk) {
-                _mm512_store_ps(pk + kk * 32, v0);
-                _mm512_store_ps(pk + kk * 32 + 16, v1);
+                _mm512_store_si512(pk + kk * 32, v0);
+                _mm512_store_si512(pk + kk * 32 + 16, v1);
             }
         }
         o.p = pk ? pk : j->b + j0;
         o.ld = pk ? 0 : j->ldb;
     }
-    o.scaled = tiny && !big ? ps : NULL;
+    o.scaled = scan_wants_scaled(sc) ? ps : NULL;
     return o;
 }
 

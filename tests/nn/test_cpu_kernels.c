@@ -51,8 +51,19 @@ static void same_bits(const char *what, const float *a, const float *b, int64_t 
 static void *alloc_f(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
 /* ---- products ---- */
-static void check_gemm(bool ta, bool tb, int m, int n, int k, float beta) {
+/* Operands near underflow: the fast products scale an operand with tiny entries (below 2^-100)
+ * by 2^32 and the sums back (cpu_avx512.c, "subnormal weights"), and fall back to the plain
+ * product when an entry is too big for that. TINY_A / TINY_B: that operand's entries all times
+ * 2^-130 (subnormal and barely normal floats, and so are the sums: their rounding is the check);
+ * BIG_B: and one entry of B 2^100 (2^32 times it is not a float: the plain product must be taken). */
+enum { TINY_A = 1, TINY_B = 2, BIG_B = 4 };
+
+static void check_gemm_tiny(bool ta, bool tb, int m, int n, int k, float beta, int tiny) {
     float *a = rnd((int64_t)m * k, 1 + m, 1), *b = rnd((int64_t)k * n, 2 + n, 1), *c0 = rnd((int64_t)m * n, 3, 1);
+    if (tiny) for (int64_t i = 0; i < (int64_t)m * n; i++) c0[i] *= 0x1p-120f;
+    if (tiny & TINY_A) for (int64_t i = 0; i < (int64_t)m * k; i++) a[i] *= 0x1p-130f;
+    if (tiny & TINY_B) for (int64_t i = 0; i < (int64_t)k * n; i++) b[i] *= 0x1p-130f;
+    if (tiny & BIG_B) b[(int64_t)k * n / 2] = 0x1p100f;
     float *c1 = dup(c0, (int64_t)m * n), *c2 = dup(c0, (int64_t)m * n);
     const int lda = ta ? m : k, ldb = tb ? k : n;
     G->gemm(G, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c0, n);
@@ -62,11 +73,13 @@ static void check_gemm(bool ta, bool tb, int m, int n, int k, float beta) {
     F->gemm(F, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c2, n);
     dl4c_cpu_set_threads(1);
     char what[96];
-    snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d beta=%g", ta, tb, m, n, k, beta);
+    snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d beta=%g tiny=%d", ta, tb, m, n, k, beta, tiny);
     close_to(what, c1, c0, (int64_t)m * n, 1e-5);
     same_bits(what, c2, c1, (int64_t)m * n);
     free(a); free(b); free(c0); free(c1); free(c2);
 }
+
+static void check_gemm(bool ta, bool tb, int m, int n, int k, float beta) { check_gemm_tiny(ta, tb, m, n, k, beta, 0); }
 
 static void test_gemm(void **state) {
     const int shapes[][3] = {{1, 1, 1}, {32, 200, 200}, {32, 10, 200}, {200, 200, 32}, {13, 17, 5},
@@ -74,6 +87,15 @@ static void test_gemm(void **state) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++)
             for (int be = 0; be < 2; be++) check_gemm(t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], (float)be);
+}
+
+static void test_gemm_tiny(void **state) {
+    const int shapes[][3] = {{32, 200, 200}, {16, 200, 200}, {200, 200, 32}, {13, 47, 70}, {50, 512, 500}};
+    const int kinds[] = {TINY_A, TINY_B, TINY_B | BIG_B};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (size_t q = 0; q < sizeof kinds / sizeof kinds[0]; q++)
+                check_gemm_tiny(t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 0.0f, kinds[q]);
 }
 
 static void test_dense_forward_act(void **state) {
@@ -122,11 +144,16 @@ static void run_conv(const dl4c_backend *B, const conv_case *k, bool fused, cons
     free(sv); free(sc); free(dy);
 }
 
-static void check_conv(const conv_case *k) {
+/* tiny: 0, or TINY_A (the input, and so the bias, times 2^-130: y and dW near underflow) or
+ * TINY_B (the weights and the bias: y and dx near underflow). */
+static void check_conv_tiny(const conv_case *k, int tiny) {
     const dl4c_window g = window_of(k);
     const int64_t nx = (int64_t)k->n * k->c * k->h * k->w, nw = (int64_t)k->out * k->c * k->kh * k->kw;
     const int64_t ny = (int64_t)k->n * k->out * g.oh * g.ow;
     float *x = rnd(nx, 10, 1), *w = rnd(nw, 11, 0.2), *b = rnd(k->out, 12, 0.1), *dy = rnd(ny, 13, 1);
+    if (tiny & TINY_A) for (int64_t i = 0; i < nx; i++) x[i] *= 0x1p-130f;
+    if (tiny & TINY_B) for (int64_t i = 0; i < nw; i++) w[i] *= 0x1p-130f;
+    if (tiny) for (int i = 0; i < k->out; i++) b[i] *= 0x1p-130f;
     float *out[3][4];
     for (int r = 0; r < 3; r++) {
         out[r][0] = alloc_f(ny); out[r][1] = alloc_f(nw); out[r][2] = alloc_f(k->out); out[r][3] = alloc_f(nx);
@@ -141,8 +168,8 @@ static void check_conv(const conv_case *k) {
     const int64_t sizes[4] = {ny, nw, k->out, nx};
     for (int t = 0; t < 4; t++) {
         char what[160];
-        snprintf(what, sizeof what, "conv n%d c%d %dx%d k%dx%d s%dx%d p%d,%d out%d %s: %s", k->n, k->c, k->h, k->w,
-                 k->kh, k->kw, k->sh, k->sw, k->pt, k->pl, k->out, dl4c_activation_str(k->act), names[t]);
+        snprintf(what, sizeof what, "conv n%d c%d %dx%d k%dx%d s%dx%d p%d,%d out%d %s tiny=%d: %s", k->n, k->c, k->h,
+                 k->w, k->kh, k->kw, k->sh, k->sw, k->pt, k->pl, k->out, dl4c_activation_str(k->act), tiny, names[t]);
         close_to(what, out[1][t], out[0][t], sizes[t], 1e-5);
         same_bits(what, out[2][t], out[1][t], sizes[t]);
     }
@@ -169,7 +196,13 @@ static void test_conv(void **state) {
         {1, 1, 40, 40, 17, 17, 1, 1, 0, 0, 0, 0, 2, DL4C_RELU},       /* kernel wider than 16 */
         {3, 2, 6, 50, 3, 3, 1, 1, 0, 0, 0, 0, 4, DL4C_RELU},          /* rows crossing lanes */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv_tiny(&cases[i], 0);
+    /* near underflow: the LeNet layers and an outer-product dW */
+    for (size_t i = 0; i < 4; i++) {
+        if (i == 2) continue;
+        check_conv_tiny(&cases[i], TINY_A);
+        check_conv_tiny(&cases[i], TINY_B);
+    }
 }
 
 /* ---- pooling: the same bits, NaN and signed zeros included ---- */
@@ -315,6 +348,7 @@ int main(void) {
     F = &fast;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_gemm_tiny),
         cmocka_unit_test(test_dense_forward_act),
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_pool),
