@@ -111,10 +111,6 @@ struct dl4c_backend {
      * when the backend's own ops do the threading (OpenBLAS, a GPU). The network uses it to
      * run slices of a minibatch side by side (see network.c). */
     void (*parallel)(const dl4c_backend *be, int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
-    /* A hint: bring bytes at p into this thread's caches ahead of use (for writing when
-     * `write`); no effect on results. NULL where it does not apply (a GPU). The network asks
-     * for a layer's parameters a layer or two before it runs (see network.c). */
-    void (*prefetch)(const dl4c_backend *be, const void *p, size_t bytes, bool write);
 
     /* ---- optional fused forms (NULL: the layers call the ops above one after another) ---- */
     /* y = act(conv2d_forward(x)): the same floats as conv2d_forward then act_forward. */

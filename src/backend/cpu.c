@@ -331,18 +331,6 @@ static void cpu_set_threads(const dl4c_backend *be, int threads) {
     openblas_set_num_threads(threads > 0 ? threads : 1);
 }
 
-/* One prefetch per 64-byte line, into the core's L2 and L1 (locality 2: not kept above the
- * other data, unlike 3); a write prefetch fetches the line for ownership (PREFETCHW on x86),
- * so that the stores do not wait on a line another core last wrote. */
-static void cpu_prefetch(const dl4c_backend *be, const void *p, size_t bytes, bool write) {
-    (void)be;
-    const char *c = p;
-    if (write)
-        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 1, 2);
-    else
-        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 2);
-}
-
 static const dl4c_backend cpu_backend = {
     .name = "cpu",
     .device = DL4C_DEVICE_CPU,
@@ -369,7 +357,6 @@ static const dl4c_backend cpu_backend = {
     .reg_grad = cpu_reg_grad,
     .updater_step = cpu_updater_step,
     .set_threads = cpu_set_threads,
-    .prefetch = cpu_prefetch,
 };
 
 const dl4c_backend *dl4c_backend_cpu_generic(void) { return &cpu_backend; }

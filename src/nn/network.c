@@ -489,24 +489,6 @@ static slice *slices_plan(dl4c_net *net, const float *x, int n, int *S) {
     return h;
 }
 
-/* Parameters of layer l fetched into the running thread's caches ahead of its forward (w)
- * or backward (w, and dw for writing), on a backend with `prefetch`, when they fit a quarter
- * of a core's L2 (more would evict the activations in use). After the updater (split over the
- * threads) and, with slices, the gradient sum, half of a layer's lines sit in the other core's
- * cache, and on one thread part of them has left for L3 (the updater streams all parameters,
- * gradients and updater state). Measured, LeNet's dense layer: on 2 threads (slices) forward
- * 25.5 -> 21.5 us, backward 51 -> 44 us; on 1 thread forward 28 -> 27 us, backward 62 -> 60 us;
- * the step's speed unchanged within the noise. The forward asks two layers ahead, the
- * backward one. */
-#define PREFETCH_MAX_BYTES (256 << 10)
-
-static void prefetch_params(const dl4c_layer *l, bool grads) {
-    const size_t bytes = sizeof(float) * (size_t)(l->n_weights + l->n_bias);
-    if (!l->be->prefetch || !bytes || bytes > PREFETCH_MAX_BYTES) return;
-    l->be->prefetch(l->be, l->w, bytes, false);
-    if (grads) l->be->prefetch(l->be, l->dw, bytes, true);
-}
-
 static void slice_forward(void *ctx, int s) {
     slice *h = (slice *)ctx + s;
     dl4c_net *net = h->net;
@@ -514,7 +496,6 @@ static void slice_forward(void *ctx, int s) {
     for (int i = 0; i < net->n_layers; i++) {
         dl4c_layer *l = &h->layers[i];
         float *y = net->acts[i] + h->r0 * l->out_size;
-        if (i + 2 < net->n_layers) prefetch_params(&h->layers[i + 2], false);
         const double t0 = net->timing ? dl4c_now() : 0;
         l->ops->forward(l, in, y, h->n);
         if (net->timing) h->timing[i] += dl4c_now() - t0;
@@ -532,7 +513,6 @@ static void slice_backward(void *ctx, int s) {
     float *d = net->dout + h->r0 * h->layers[last].out_size;
     for (int i = last, k = 0; i >= 0; i--, k ^= 1) {
         dl4c_layer *l = &h->layers[i];
-        if (i > 0) prefetch_params(&h->layers[i - 1], true);
         const float *in = i ? net->acts[i - 1] + h->r0 * h->layers[i - 1].out_size : h->x + h->r0 * l->in_size;
         const double t0 = net->timing ? dl4c_now() : 0;
         l->ops->backward(l, in, net->acts[i] + h->r0 * l->out_size, d, i ? buf[k] : NULL, h->n);
