@@ -272,7 +272,9 @@ static dl4c_status cut_acquire(void *p, int worker, const int64_t *rows, int64_t
                                const int64_t **idx) {
     cut_data *c = p;
     (void)n;
-    if (worker == c->stop_worker && ++c->acquired[worker] == c->stop_at) c->stop = 1;
+    /* another thread's request: an atomic store, as the trainer's read (a signal handler's own
+     * write is the other kind of request) */
+    if (worker == c->stop_worker && ++c->acquired[worker] == c->stop_at) __atomic_store_n(&c->stop, 1, __ATOMIC_RELAXED);
     *ds = c->ds;
     *idx = rows;
     return DL4C_OK;
