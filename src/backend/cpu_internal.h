@@ -14,13 +14,22 @@
 typedef void (*dl4c_cpu_task)(void *ctx, int task);
 /* Runs fn(ctx, 0..n_tasks-1) on the calling thread and the pool's helpers, returns when all
  * are done. Runs them all on the caller when the pool has one thread, when another thread is
- * using the pool, or when called from inside a task. */
+ * using the pool, when called from inside a task, or while helpers have been late (see
+ * cpu_threads.c); they are tasks then too. A loop of one task is a plain call. */
 void dl4c_cpu_parallel(int n_tasks, dl4c_cpu_task fn, void *ctx);
 /* Threads the pool uses (the caller included), 1..DL4C_CPU_MAX_THREADS; 1 inside a task (its
  * nested loops run on its thread). */
 void dl4c_cpu_set_threads(int threads);
 int dl4c_cpu_threads(void);
 #define DL4C_CPU_MAX_THREADS 64
+/* The pool's judgement whether its helpers may spin between loops (see cpu_threads.c): given
+ * the runnable threads on the machine now (`running`), this process's among them (`ours`: the
+ * caller and the helpers awake), the CPUs online and the threads the pool runs, updates the
+ * smoothed count of other processes' runnable threads in *others and returns whether they
+ * leave a CPU to each of the pool's threads. */
+bool dl4c_cpu_spin_room(double *others, int running, int ours, long online, int threads);
+/* Runnable threads on the machine now (Linux: /proc/loadavg), or -1 where that is unknown. */
+int dl4c_cpu_runnable_now(void);
 /* A buffer of at least `floats` floats private to the calling thread, 64-byte aligned; slot
  * 0..DL4C_CPU_ARENA_SLOTS-1 are separate buffers. Valid until the next call with the same slot
  * on this thread (which may move it); freed when the thread exits. NULL when out of memory. */

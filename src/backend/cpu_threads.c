@@ -16,7 +16,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -24,12 +26,17 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Helpers spin this long after a loop before they sleep (seconds), while the machine has idle
- * cores (load average below the CPUs this process may use, checked every LOAD_CHECK_SECONDS):
- * a training step runs one loop after another, and a wake-up costs more than the gap. On a
- * machine with more runnable threads than cores a spinning helper takes the core from the
- * caller (measured on a loaded 2-core machine: LeNet steps 20-30% slower with 20-200 us), so
- * there helpers sleep at once. */
+/* Helpers spin this long after a loop before they sleep (seconds), while the machine has room
+ * for them (checked every LOAD_CHECK_SECONDS): a training step runs one loop after another,
+ * and a wake-up costs more than the gap. On a machine with more runnable threads than cores a
+ * spinning helper takes the core from the caller (measured on a loaded 2-core machine: LeNet
+ * steps 20-30% slower with 20-200 us), so there helpers sleep at once. Room is judged from the
+ * threads of other processes: the runnable threads the kernel counts (/proc/loadavg), less
+ * this process's (the caller and the helpers not asleep), smoothed over the checks. The load
+ * average alone counted this process's own threads as load: 2 threads busy on 2 cores made
+ * it read 2, helpers slept between loops, and LeNet on 2 threads trained ~10% slower once a
+ * run had lasted a minute (26.4k against 29-30k images/s). Without /proc, the load average
+ * (below the CPUs less 0.5) decides. */
 #define SPIN_SECONDS 5e-5
 #define LOAD_CHECK_SECONDS 0.25
 /* A loop whose caller waited for helpers longer than this and than it worked itself is late;
@@ -53,6 +60,7 @@ typedef struct pool {
     int late;                         /* late loops in a row (guarded by use) */
     _Atomic int spin_us;              /* how long helpers spin now (0: the machine is busy) */
     double load_checked;              /* when the load was last checked (guarded by use) */
+    double others;                    /* other processes' runnable threads, smoothed (guarded by use) */
     int serial;                       /* loops left to run on the caller alone (guarded by use) */
     pthread_t tids[DL4C_CPU_MAX_THREADS];
 } pool;
@@ -60,6 +68,24 @@ typedef struct pool {
 static pool the_pool = {.use = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER,
                         .cv = PTHREAD_COND_INITIALIZER, .threads = 1};
 static _Thread_local int in_task;     /* this thread is running a task: nested loops run inline */
+
+/* The 4th field of /proc/loadavg, "running/total". */
+int dl4c_cpu_runnable_now(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return -1;
+    double a, b, c;
+    int running = -1, total;
+    if (fscanf(f, "%lf %lf %lf %d/%d", &a, &b, &c, &running, &total) != 5) running = -1;
+    fclose(f);
+    return running;
+}
+
+/* Others' runnable threads smoothed over the checks (half the weight to the newest: a
+ * process that ran at one check only is forgotten within a second). */
+bool dl4c_cpu_spin_room(double *others, int running, int ours, long online, int threads) {
+    *others = 0.5 * *others + 0.5 * (running > ours ? running - ours : 0);
+    return *others < (double)(online - threads) + 0.5;
+}
 
 static double seconds_now(void) {
     struct timespec t;
@@ -126,18 +152,31 @@ void dl4c_cpu_set_threads(int threads) {
 
 int dl4c_cpu_threads(void) { return in_task ? 1 : atomic_load(&the_pool.threads); }
 
+/* A loop run on the calling thread alone: its tasks are tasks too (their nested loops inline,
+ * dl4c_cpu_threads() 1), as when the pool runs them. */
+static void run_inline(int n_tasks, dl4c_cpu_task fn, void *ctx) {
+    const int outer = in_task;
+    in_task = 1;
+    for (int t = 0; t < n_tasks; t++) fn(ctx, t);
+    in_task = outer;
+}
+
 void dl4c_cpu_parallel(int n_tasks, dl4c_cpu_task fn, void *ctx) {
     pool *p = &the_pool;
     if (n_tasks <= 0) return;
     const int threads = atomic_load(&p->threads);
-    if (n_tasks == 1 || threads == 1 || in_task || pthread_mutex_trylock(&p->use) != 0) {
-        for (int t = 0; t < n_tasks; t++) fn(ctx, t);
+    if (n_tasks == 1) {   /* not a split: the task's own loops may use the pool */
+        fn(ctx, 0);
+        return;
+    }
+    if (threads == 1 || in_task || pthread_mutex_trylock(&p->use) != 0) {
+        run_inline(n_tasks, fn, ctx);
         return;
     }
     if (p->serial > 0) {
         p->serial--;
         pthread_mutex_unlock(&p->use);
-        for (int t = 0; t < n_tasks; t++) fn(ctx, t);
+        run_inline(n_tasks, fn, ctx);
         return;
     }
     const double now = seconds_now();
@@ -146,10 +185,18 @@ void dl4c_cpu_parallel(int n_tasks, dl4c_cpu_task fn, void *ctx) {
         double load = 1e9;
         cpu_set_t set;
         const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-        if (getloadavg(&load, 1) == 1 && load < cpus - 0.5)
-            atomic_store_explicit(&p->spin_us, (int)(SPIN_SECONDS * 1e6), memory_order_relaxed);
-        else
-            atomic_store_explicit(&p->spin_us, 0, memory_order_relaxed);
+        const long online = sysconf(_SC_NPROCESSORS_ONLN);
+        const int running = dl4c_cpu_runnable_now();
+        bool room;
+        if (running > 0 && online > 0) {
+            pthread_mutex_lock(&p->m);
+            const int ours = 1 + p->started - p->sleepers;
+            pthread_mutex_unlock(&p->m);
+            room = dl4c_cpu_spin_room(&p->others, running, ours, online, threads);
+        } else {
+            room = getloadavg(&load, 1) == 1 && load < cpus - 0.5;
+        }
+        atomic_store_explicit(&p->spin_us, room ? (int)(SPIN_SECONDS * 1e6) : 0, memory_order_relaxed);
     }
     /* Helpers are created on first need and then kept (they sleep when idle). The number of
      * helpers that run is not limited to threads - 1 once more exist: results do not depend

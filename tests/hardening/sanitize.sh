@@ -31,7 +31,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
   if [ "$kind" = tsan ]; then
-    args=(-R '^(train/|dist/|data/test_batch|nn/test_cpu_kernels|nn/test_slices|hardening/test_divergence)')
+    args=(-R '^(train/|dist/|data/test_batch|nn/test_cpu_kernels|nn/test_slices|backend/test_pool|hardening/test_divergence)')
   else
     args=(-L '^c$')
   fi
