@@ -417,6 +417,7 @@ typedef struct gemm_job {
     int bound[DL4C_CPU_MAX_THREADS + 1];
     bool small, by_rows;
     const float *raw_a; int64_t raw_lda;
+    int64_t a_row0;                      /* packed A starts at this row */
 } gemm_job;
 
 
@@ -478,19 +479,17 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
 #define KC 256   /* depth of the k slices of large products */
 #define SMALL_PRODUCT (1 << 21)   /* multiply-adds up to which a product is split one task per thread */
 
-/* A's row blocks [b_lo, b_hi) packed for the microkernel: p[i0*k + kk*mr + i] = A[(i0+i)*lda +
- * kk] (p indexed as for all blocks: rows before b_lo's are not there). */
+/* A's row blocks [b_lo, b_hi) packed for the microkernel, from row r0 = b_lo*mr on:
+ * p[(i0 - r0)*k + kk*mr + i] = A[(i0+i)*lda + kk] (the job's a_row0 is r0). */
 AVX512 static operand pack_a(const gemm_job *j, const float *a, int64_t lda, int b_lo, int b_hi) {
     const int64_t r0 = (int64_t)b_lo * j->mr, r1 = imin(j->m, b_hi * j->mr);
     float *p = dl4c_cpu_arena(1, (r1 - r0) * j->k);
     DL4C_ASSERT(p);
-    p -= r0 * j->k;
     for (int bi = b_lo; bi < b_hi; bi++) {
         const int i0 = bi * j->mr, mr = imin(j->mr, j->m - i0);
-        transpose(a + (int64_t)i0 * lda, lda, p + (int64_t)i0 * j->k, mr, mr, j->k);
+        transpose(a + (int64_t)i0 * lda, lda, p + (i0 - r0) * j->k, mr, mr, j->k);
     }
-    const operand o = operand_of(p + r0 * j->k, 1, (r1 - r0) * j->k, (r1 - r0) * j->k, 3);
-    return operand_at(o, -r0 * j->k);
+    return operand_of(p, 1, (r1 - r0) * j->k, (r1 - r0) * j->k, 3);
 }
 
 AVX512 static void gemm_task(void *ctx, int task) {
@@ -509,6 +508,7 @@ AVX512 static void gemm_task(void *ctx, int task) {
         if (j->raw_a) {
             local = *j;
             local.a = pack_a(j, j->raw_a, j->raw_lda, b_lo, b_hi);
+            local.a_row0 = (int64_t)b_lo * j->mr;
             j = &local;
         }
     }
@@ -531,7 +531,7 @@ AVX512 static void gemm_task(void *ctx, int task) {
                                  .act = last ? j->act : EPI_NONE};
                     e.c1 = e.c0 + 16;
                     const int64_t acs = j->packed ? mr : j->a_cs;
-                    const float *a = j->a.p + (j->packed ? (int64_t)i0 * j->k : i0) + (int64_t)k0 * acs;
+                    const float *a = j->a.p + (j->packed ? (i0 - j->a_row0) * j->k : i0) + (int64_t)k0 * acs;
                     ukr(mr, kc, a, acs, b.p + (int64_t)k0 * ldb, ldb, &e);
                 }
             }
@@ -543,7 +543,7 @@ AVX512 static void gemm_task(void *ctx, int task) {
                          .m1 = lanes(nn - 16), .accum = j->accum,
                          .bias_col = j->bias_col ? j->bias_col + j0 : NULL, .act = j->act};
             e.c1 = e.c0 + 16;
-            const operand a = operand_at(j->a, j->packed ? (int64_t)i0 * j->k : i0);
+            const operand a = operand_at(j->a, j->packed ? (i0 - j->a_row0) * j->k : i0);
             const int64_t acs = j->packed ? mr : j->a_cs;
             ukr2(mr, j->k, a, acs, b, 32, &e);
         }
