@@ -51,6 +51,19 @@ static void same_bits(const char *what, const float *a, const float *b, int64_t 
 static void *alloc_f(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
 /* ---- products ---- */
+/* n floats followed by GUARD floats of a marker: a kernel writing past its output shows (masked
+ * vector stores are not checked by AddressSanitizer). */
+#define GUARD 64
+static float *guarded(int64_t n) {
+    float *p = alloc_f(n + GUARD);
+    for (int i = 0; i < GUARD; i++) p[n + i] = 1234.5f;
+    return p;
+}
+static void guard_intact(const char *what, const float *p, int64_t n) {
+    for (int i = 0; i < GUARD; i++)
+        if (p[n + i] != 1234.5f) fail_msg("%s: written past its end (element %lld)", what, (long long)(n + i));
+}
+
 /* Operands near underflow: the fast products scale an operand with tiny entries (below 2^-100)
  * by 2^32 and the sums back (cpu_avx512.c, "subnormal weights"), and fall back to the plain
  * product when an entry is too big for that. TINY_A / TINY_B: that operand's entries all times
@@ -64,7 +77,9 @@ static void check_gemm_tiny(bool ta, bool tb, int m, int n, int k, float beta, i
     if (tiny & TINY_A) for (int64_t i = 0; i < (int64_t)m * k; i++) a[i] *= 0x1p-130f;
     if (tiny & TINY_B) for (int64_t i = 0; i < (int64_t)k * n; i++) b[i] *= 0x1p-130f;
     if (tiny & BIG_B) b[(int64_t)k * n / 2] = 0x1p100f;
-    float *c1 = dup(c0, (int64_t)m * n), *c2 = dup(c0, (int64_t)m * n);
+    float *c1 = guarded((int64_t)m * n), *c2 = guarded((int64_t)m * n);
+    memcpy(c1, c0, sizeof(float) * (size_t)m * n);
+    memcpy(c2, c0, sizeof(float) * (size_t)m * n);
     const int lda = ta ? m : k, ldb = tb ? k : n;
     G->gemm(G, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c0, n);
     dl4c_cpu_set_threads(1);
@@ -76,6 +91,8 @@ static void check_gemm_tiny(bool ta, bool tb, int m, int n, int k, float beta, i
     snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d beta=%g tiny=%d", ta, tb, m, n, k, beta, tiny);
     close_to(what, c1, c0, (int64_t)m * n, 1e-5);
     same_bits(what, c2, c1, (int64_t)m * n);
+    guard_intact(what, c1, (int64_t)m * n);
+    guard_intact(what, c2, (int64_t)m * n);
     free(a); free(b); free(c0); free(c1); free(c2);
 }
 
@@ -156,7 +173,7 @@ static void check_conv_tiny(const conv_case *k, int tiny) {
     if (tiny) for (int i = 0; i < k->out; i++) b[i] *= 0x1p-130f;
     float *out[3][4];
     for (int r = 0; r < 3; r++) {
-        out[r][0] = alloc_f(ny); out[r][1] = alloc_f(nw); out[r][2] = alloc_f(k->out); out[r][3] = alloc_f(nx);
+        out[r][0] = guarded(ny); out[r][1] = guarded(nw); out[r][2] = guarded(k->out); out[r][3] = guarded(nx);
     }
     run_conv(G, k, false, x, w, b, dy, out[0][0], out[0][1], out[0][2], out[0][3]);
     dl4c_cpu_set_threads(1);
@@ -172,6 +189,8 @@ static void check_conv_tiny(const conv_case *k, int tiny) {
                  k->w, k->kh, k->kw, k->sh, k->sw, k->pt, k->pl, k->out, dl4c_activation_str(k->act), tiny, names[t]);
         close_to(what, out[1][t], out[0][t], sizes[t], 1e-5);
         same_bits(what, out[2][t], out[1][t], sizes[t]);
+        guard_intact(what, out[1][t], sizes[t]);
+        guard_intact(what, out[2][t], sizes[t]);
     }
     /* The unfused fast ops give the fused ones' floats. */
     float *y3 = alloc_f(ny), *dw3 = alloc_f(nw), *db3 = alloc_f(k->out), *dx3 = alloc_f(nx);
@@ -206,19 +225,6 @@ static void test_conv(void **state) {
 }
 
 /* ---- pooling: the same bits, NaN and signed zeros included ---- */
-/* n floats followed by GUARD floats of a marker: a kernel writing past its output shows (masked
- * vector stores are not checked by AddressSanitizer). */
-#define GUARD 64
-static float *guarded(int64_t n) {
-    float *p = alloc_f(n + GUARD);
-    for (int i = 0; i < GUARD; i++) p[n + i] = 1234.5f;
-    return p;
-}
-static void guard_intact(const char *what, const float *p, int64_t n) {
-    for (int i = 0; i < GUARD; i++)
-        if (p[n + i] != 1234.5f) fail_msg("%s: written past its end (element %lld)", what, (long long)(n + i));
-}
-
 static void check_pool(dl4c_pooling p, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl) {
     dl4c_window g = {.n = n, .c = c, .h = h, .w = w, .kh = kh, .kw = kw, .sh = sh, .sw = sw, .pt = pt, .pl = pl};
     g.oh = (h + 2 * pt - kh) / sh + 1;
