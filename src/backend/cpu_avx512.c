@@ -1931,13 +1931,28 @@ static bool pool_2x2(const dl4c_window *g) {
            2 * g->oh <= g->h && 2 * g->ow <= g->w;
 }
 
+/* The four inputs t[0..3] of 2x2 windows (k = i*2 + j) folded as the portable loop: max keeps
+ * the first maximum (v > acc, or v NaN) and its k in *best; avg is (0 + t0 + t1 + t2 + t3) / 4. */
+AVX512 INLINE __m512 pool4_fold(const __m512 *t, bool mx, __m512i *best) {
+    if (!mx)
+        return _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_setzero_ps(), t[0]), t[1]), t[2]), t[3]),
+                             _mm512_set1_ps(0.25f));
+    __m512 acc = t[0];
+    *best = _mm512_setzero_si512();
+    for (int k = 1; k < 4; k++) {
+        const __mmask16 up = _mm512_cmp_ps_mask(t[k], acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(t[k], t[k], _CMP_UNORD_Q);
+        acc = _mm512_mask_mov_ps(acc, up, t[k]);
+        *best = _mm512_mask_mov_epi32(*best, up, _mm512_set1_epi32(k));
+    }
+    return acc;
+}
+
 AVX512 static void pool_fwd_2x2_task(void *ctx, int task) {
     const pool_job *J = ctx;
     const dl4c_window *g = J->g;
     const bool mx = J->p == DL4C_POOL_MAX;
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    const __m512 inv = _mm512_set1_ps(0.25f);
     const int64_t lo = task * J->per_task, hi = lo + J->per_task < J->planes ? lo + J->per_task : J->planes;
     for (int64_t bc = lo; bc < hi; bc++) {
         const float *xc = J->x + bc * g->h * g->w;
@@ -1952,20 +1967,9 @@ AVX512 static void pool_fwd_2x2_task(void *ctx, int task) {
                 const __m512 b0 = _mm512_maskz_loadu_ps(la, r1 + 2 * ox0), b1 = _mm512_maskz_loadu_ps(lb, r1 + 2 * ox0 + 16);
                 const __m512 t[4] = {_mm512_permutex2var_ps(a0, ev, a1), _mm512_permutex2var_ps(a0, od, a1),
                                      _mm512_permutex2var_ps(b0, ev, b1), _mm512_permutex2var_ps(b0, od, b1)};
-                __m512 acc;
-                if (mx) {
-                    acc = t[0];
-                    __m512i best = _mm512_setzero_si512();
-                    for (int k = 1; k < 4; k++) {
-                        const __mmask16 up = _mm512_cmp_ps_mask(t[k], acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(t[k], t[k], _CMP_UNORD_Q);
-                        acc = _mm512_mask_mov_ps(acc, up, t[k]);
-                        best = _mm512_mask_mov_epi32(best, up, _mm512_set1_epi32(k));
-                    }
-                    if (ac) _mm_mask_storeu_epi8(ac + (int64_t)oy * g->ow + ox0, st, _mm512_cvtepi32_epi8(best));
-                } else {   /* 0 + t0 + t1 + t2 + t3, as the portable loop */
-                    acc = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_setzero_ps(), t[0]), t[1]), t[2]), t[3]);
-                    acc = _mm512_mul_ps(acc, inv);
-                }
+                __m512i best;
+                const __m512 acc = pool4_fold(t, mx, &best);
+                if (mx && ac) _mm_mask_storeu_epi8(ac + (int64_t)oy * g->ow + ox0, st, _mm512_cvtepi32_epi8(best));
                 _mm512_mask_storeu_ps(yc + (int64_t)oy * g->ow + ox0, st, acc);
             }
         }
@@ -2036,7 +2040,6 @@ AVX512 static void pool_fwd_4x4_task(void *ctx, int task) {
     const bool mx = J->p == DL4C_POOL_MAX;
     const __m512i idx[4] = {_mm512_loadu_si512(POOL4_IDX[0]), _mm512_loadu_si512(POOL4_IDX[1]),
                             _mm512_loadu_si512(POOL4_IDX[2]), _mm512_loadu_si512(POOL4_IDX[3])};
-    const __m512 inv = _mm512_set1_ps(0.25f);
     const int64_t lo = task * J->per_task, hi = lo + J->per_task < J->planes ? lo + J->per_task : J->planes;
     for (int64_t bc = lo; bc < hi; bc += 4) {
         const int np = (int)(hi - bc < 4 ? hi - bc : 4);
@@ -2048,20 +2051,9 @@ AVX512 static void pool_fwd_4x4_task(void *ctx, int task) {
             t[k] = _mm512_mask_blend_ps(0xff00, _mm512_permutex2var_ps(v[0], idx[k], v[1]),
                                         _mm512_permutex2var_ps(v[2], idx[k], v[3]));
         const __mmask16 st = lanes(4 * np);
-        __m512 acc;
-        if (mx) {
-            acc = t[0];
-            __m512i best = _mm512_setzero_si512();
-            for (int k = 1; k < 4; k++) {
-                const __mmask16 up = _mm512_cmp_ps_mask(t[k], acc, _CMP_GT_OQ) | _mm512_cmp_ps_mask(t[k], t[k], _CMP_UNORD_Q);
-                acc = _mm512_mask_mov_ps(acc, up, t[k]);
-                best = _mm512_mask_mov_epi32(best, up, _mm512_set1_epi32(k));
-            }
-            if (J->arg) _mm_mask_storeu_epi8(J->arg + bc * 4, st, _mm512_cvtepi32_epi8(best));
-        } else {   /* 0 + t0 + t1 + t2 + t3, as the portable loop */
-            acc = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_setzero_ps(), t[0]), t[1]), t[2]), t[3]);
-            acc = _mm512_mul_ps(acc, inv);
-        }
+        __m512i best;
+        const __m512 acc = pool4_fold(t, mx, &best);
+        if (mx && J->arg) _mm_mask_storeu_epi8(J->arg + bc * 4, st, _mm512_cvtepi32_epi8(best));
         _mm512_mask_storeu_ps(J->out + bc * 4, st, acc);
     }
 }
