@@ -576,7 +576,7 @@ AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *
     if (ta) {
         j.a = operand_of(a, k, m, lda, 3);
         j.a_cs = lda;
-    } else {   /* pack the row blocks: [block][k][mr] (cheap: A is the batch or the weights) */
+    } else {   /* row blocks packed [block][k][mr] (pack_a, below or by each task of a small product) */
         j.packed = true;
     }
     j.n_panels = (int)cdiv(n, 32);
@@ -586,7 +586,7 @@ AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *
      * itself. Tasks of one panel each (below, for large products) leave the caller packing A
      * alone first, the other cores reading it from its cache and the tasks' columns of C
      * sharing lines: on LeNet's dense layer at 2 threads that measured no faster than one
-     * thread (forward 24.5 / 22.8 us, dW 20 / 21, dx 27 / 30 us), this 16 / 12 / 20 us. */
+     * thread (forward 24.5 / 22.8 us, dW 20 / 21, dx 27 / 30 us), this 15.5 / 14.5 / 19 us. */
     j.small = T > 1 && (int64_t)m * n * k >= 65536 && (int64_t)m * n * k <= SMALL_PRODUCT &&
               (j.n_mb >= T || j.n_panels >= T);
     if (j.small) {
@@ -608,8 +608,8 @@ AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *
     } else if (!ta) {
         j.a = pack_a(&j, a, lda, 0, j.n_mb);
     }
-    /* Tasks: all panels (B reused across the row blocks) on one thread or for small products;
-     * else groups of panels, or single tiles when there are few panels. */
+    /* Other tasks: all panels (B reused across the row blocks) on one thread or below 64k
+     * multiply-adds; else groups of panels, or single tiles when there are few panels. */
     j.panels_per_task = j.n_panels;
     j.mb_per_task = j.n_mb;
     if (T > 1 && (int64_t)m * n * k >= 65536 && !j.small) {
