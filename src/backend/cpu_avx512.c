@@ -113,6 +113,19 @@ AVX512 INLINE __m512 epi_sum(__m512 v, float scale, bool has_r, __m512 br, bool 
     return v;
 }
 
+/* The k loop of a scaled tile runs with flush-to-zero on: a scaled product or sum below FLT_MIN
+ * stands for a value below 2^-158, which the unscaled float computation rounds to zero (or to
+ * one subnormal step) too, and produces it without a microcode assist. The epilogue (scaling
+ * down, bias) runs with the caller's MXCSR again. */
+#define MXCSR_FTZ 0x8000u
+AVX512 INLINE unsigned ftz_begin(float scale) {
+    if (scale == 0) return 0;
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | MXCSR_FTZ);
+    return csr;
+}
+#define FTZ_FENCE(v) __asm__ volatile("" : "+v"(v))
+
 AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs, const float *b,
                               int64_t ldb, const ukr_epi *e, float scale) {
     __m512 c0[MR_MAX], c1[MR_MAX];
@@ -139,9 +152,21 @@ AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs,
         a += acs;                                                                          \
         b += ldb;                                                                          \
     }
+    const unsigned csr = ftz_begin(scale);
+    if (scale != 0) {
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) { FTZ_FENCE(c0[i]); FTZ_FENCE(c1[i]); }
+    }
     if ((m0 & m1) == 0xffff) UKR32_K_LOOP(_mm512_loadu_ps(b), _mm512_loadu_ps(b + 16))
     else UKR32_K_LOOP(_mm512_maskz_loadu_ps(m0, b), _mm512_maskz_loadu_ps(m1, b + 16))
 #undef UKR32_K_LOOP
+    if (scale != 0) {
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) { FTZ_FENCE(c0[i]); FTZ_FENCE(c1[i]); }
+        _mm_setcsr(csr);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) { FTZ_FENCE(c0[i]); FTZ_FENCE(c1[i]); }
+    }
     if (scale != 0) {   /* a sum that overflowed scaled: the caller redoes it unscaled */
         __mmask16 bad = 0;
 #pragma GCC unroll 12
@@ -179,12 +204,24 @@ AVX512 INLINE bool ukr16_body(const int MR, int kc, const float *a, int64_t acs,
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++)
         c0[i] = e->accum ? _mm512_maskz_loadu_ps(m0, e->c0 + i * e->ldc) : _mm512_setzero_ps();
+    const unsigned csr = ftz_begin(scale);
+    if (scale != 0) {
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) FTZ_FENCE(c0[i]);
+    }
     for (int k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c0[i]);
         a += acs;
         b += ldb;
+    }
+    if (scale != 0) {
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) FTZ_FENCE(c0[i]);
+        _mm_setcsr(csr);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) FTZ_FENCE(c0[i]);
     }
     if (scale != 0) {
         __mmask16 bad = 0;

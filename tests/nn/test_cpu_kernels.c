@@ -16,6 +16,12 @@
 #include <cmocka.h>
 
 #include "backend/cpu_internal.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define MXCSR() _mm_getcsr()
+#else
+#define MXCSR() 0u
+#endif
 
 static const dl4c_backend *F, *G;   /* fast, generic */
 
@@ -68,8 +74,11 @@ static void guard_intact(const char *what, const float *p, int64_t n) {
  * by 2^32 and the sums back (cpu_avx512.c, "subnormal weights"), and fall back to the plain
  * product when an entry is too big for that. TINY_A / TINY_B: that operand's entries all times
  * 2^-130 (subnormal and barely normal floats, and so are the sums: their rounding is the check);
- * BIG_B: and one entry of B 2^100 (2^32 times it is not a float: the plain product must be taken). */
-enum { TINY_A = 1, TINY_B = 2, BIG_B = 4 };
+ * BIG_B: and one entry of B 2^100 (2^32 times it is not a float: the plain product must be taken);
+ * SMALL_B: B's entries times 2^-60 (normal, not scaled). TINY_A with TINY_B or SMALL_B: products
+ * that underflow even scaled (the scaled k loop runs with flush-to-zero, which must leave the
+ * results as the plain product's and the caller's MXCSR as it was). */
+enum { TINY_A = 1, TINY_B = 2, BIG_B = 4, SMALL_B = 8 };
 
 static void check_gemm_tiny(bool ta, bool tb, int m, int n, int k, float beta, int tiny) {
     float *a = rnd((int64_t)m * k, 1 + m, 1), *b = rnd((int64_t)k * n, 2 + n, 1), *c0 = rnd((int64_t)m * n, 3, 1);
@@ -77,18 +86,23 @@ static void check_gemm_tiny(bool ta, bool tb, int m, int n, int k, float beta, i
     if (tiny & TINY_A) for (int64_t i = 0; i < (int64_t)m * k; i++) a[i] *= 0x1p-130f;
     if (tiny & TINY_B) for (int64_t i = 0; i < (int64_t)k * n; i++) b[i] *= 0x1p-130f;
     if (tiny & BIG_B) b[(int64_t)k * n / 2] = 0x1p100f;
+    if (tiny & SMALL_B) for (int64_t i = 0; i < (int64_t)k * n; i++) b[i] *= 0x1p-60f;
     float *c1 = guarded((int64_t)m * n), *c2 = guarded((int64_t)m * n);
     memcpy(c1, c0, sizeof(float) * (size_t)m * n);
     memcpy(c2, c0, sizeof(float) * (size_t)m * n);
     const int lda = ta ? m : k, ldb = tb ? k : n;
     G->gemm(G, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c0, n);
+    const unsigned csr = MXCSR();
     dl4c_cpu_set_threads(1);
     F->gemm(F, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c1, n);
+    const unsigned csr1 = MXCSR();
     dl4c_cpu_set_threads(2);
     F->gemm(F, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c2, n);
+    const unsigned csr2 = MXCSR();
     dl4c_cpu_set_threads(1);
     char what[96];
     snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d beta=%g tiny=%d", ta, tb, m, n, k, beta, tiny);
+    if (csr1 != csr || csr2 != csr) fail_msg("%s: MXCSR %#x before, %#x / %#x after", what, csr, csr1, csr2);
     close_to(what, c1, c0, (int64_t)m * n, 1e-5);
     same_bits(what, c2, c1, (int64_t)m * n);
     guard_intact(what, c1, (int64_t)m * n);
@@ -108,7 +122,7 @@ static void test_gemm(void **state) {
 
 static void test_gemm_tiny(void **state) {
     const int shapes[][3] = {{32, 200, 200}, {16, 200, 200}, {200, 200, 32}, {13, 47, 70}, {50, 512, 500}};
-    const int kinds[] = {TINY_A, TINY_B, TINY_B | BIG_B};
+    const int kinds[] = {TINY_A, TINY_B, TINY_B | BIG_B, TINY_A | TINY_B, TINY_A | SMALL_B};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++)
             for (size_t q = 0; q < sizeof kinds / sizeof kinds[0]; q++)
