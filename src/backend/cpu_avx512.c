@@ -267,7 +267,9 @@ AVX512 __attribute__((noinline)) static bool ukr_raw(int mr, int kc, const float
  * and the sums by 2^-32 in the epilogue: each product is then exactly 2^32 times the float
  * product, so the result is the float computation's whenever that one stays at or above
  * FLT_MIN, and carries more precision than it when it does not. A tile whose scaled sums are
- * not finite is computed again unscaled. */
+ * not finite is computed again unscaled. Products of two small entries can underflow even
+ * scaled (LeNet's output layer: softmax probabilities near 1e-40 in dL/dz times decayed
+ * weights); the scaled k loop therefore runs with flush-to-zero on (ftz_begin, above). */
 #define SHIFT 32
 #define SHIFT_DOWN 0x1p-32f
 
