@@ -2242,9 +2242,51 @@ AVX512 INLINE __mmask16 tiny_lanes(__mmask16 m, __m512 v) {
 #define HI(v) _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))
 
 typedef struct ew_job ew_job;
+/* dw + l2 w + l1 sign(w) for 8 lanes in exact float arithmetic. */
+AVX512 INLINE __m512d reg_grad_exact8(const ew_job *J, __m512d dw, __m512d w, __m512d sg) {
+    /* l1 = 0: l1 sign(w) is +-0 exactly, and adding it to a float is exact */
+    const __m512d t = J->l1 == 0 ? _mm512_add_pd(rf(_mm512_mul_pd(D(J->l2), w)), _mm512_mul_pd(D(J->l1), sg))
+                                 : rf(_mm512_add_pd(rf(_mm512_mul_pd(D(J->l2), w)), rf(_mm512_mul_pd(D(J->l1), sg))));
+    return rf(_mm512_add_pd(dw, t));
+}
+
 /* One update of 8 lanes in exact float arithmetic: *p, *s (and *v for adam) in and out. */
-AVX512 static void update_exact8(const ew_job *J, __m512d *p, __m512d g, __m512d *s, __m512d *v);
-AVX512 static __m512d reg_grad_exact8(const ew_job *J, __m512d dw, __m512d w, __m512d sg);
+AVX512 INLINE void update_exact8(const ew_job *J, __m512d *p, __m512d g, __m512d *s, __m512d *v) {
+    const dl4c_updater_conf *c = J->uc;
+    const __m512d lr = D(J->lr);
+    switch (c->type) {
+    case DL4C_SGD:
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_mul_pd(lr, g))));
+        break;
+    case DL4C_NESTEROVS: {
+        const __m512d mu = D(c->momentum);
+        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(mu, *s)), g));
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_mul_pd(lr, rf(_mm512_add_pd(g, rf(_mm512_mul_pd(mu, *s))))))));
+        break;
+    }
+    case DL4C_ADAGRAD: {
+        *s = rf(_mm512_add_pd(*s, rf(_mm512_mul_pd(g, g))));
+        /* sqrt of a float >= 0 is 0 or >= 2^-75, plus epsilon: normal */
+        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(*s)), D(c->epsilon)));
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(rf(_mm512_mul_pd(lr, g)), den))));
+        break;
+    }
+    case DL4C_RMSPROP: {
+        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->rho), *s)), rf(_mm512_mul_pd(rf(_mm512_mul_pd(D(1 - c->rho), g)), g))));
+        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(*s)), D(c->epsilon)));
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(rf(_mm512_mul_pd(lr, g)), den))));
+        break;
+    }
+    default: {   /* adam: s holds m, v holds v */
+        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->beta1), *s)), rf(_mm512_mul_pd(D(1 - c->beta1), g))));
+        *v = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->beta2), *v)), rf(_mm512_mul_pd(rf(_mm512_mul_pd(D(1 - c->beta2), g)), g))));
+        const __m512d num = rf(_mm512_mul_pd(lr, rf(_mm512_div_pd(*s, D(J->bc1)))));
+        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(rf(_mm512_div_pd(*v, D(J->bc2))))), D(c->epsilon)));
+        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(num, den))));
+        break;
+    }
+    }
+}
 
 AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
     const __m512 zero = _mm512_setzero_ps(), alpha = _mm512_set1_ps(LEAKY_ALPHA), one = _mm512_set1_ps(1.0f);
@@ -2296,7 +2338,8 @@ AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
             if (tiny_lanes(m, g) | tiny_lanes(m, p) | tiny_lanes(m, sv) | tiny_lanes(m, vv)) {
                 __m512d ph[2] = {LO(p), HI(p)}, sh[2] = {LO(sv), HI(sv)}, vh[2] = {LO(vv), HI(vv)};
                 const __m512d gh[2] = {LO(g), HI(g)};
-                for (int h = 0; h < 2; h++) update_exact8(J, &ph[h], gh[h], &sh[h], &vh[h]);
+                update_exact8(J, &ph[0], gh[0], &sh[0], &vh[0]);   /* inlined: the two halves' chains overlap */
+                update_exact8(J, &ph[1], gh[1], &sh[1], &vh[1]);
 #define F16(a) _mm512_insertf32x8(_mm512_castps256_ps512(d2f(a[0])), d2f(a[1]), 1)
                 _mm512_mask_storeu_ps(J->p + i, m, F16(ph));
                 if (slots) _mm512_mask_storeu_ps(J->s + i, m, F16(sh));
@@ -2351,49 +2394,7 @@ AVX512 static void ew_range(const ew_job *J, int64_t lo, int64_t hi) {
     }
 }
 
-AVX512 static __m512d reg_grad_exact8(const ew_job *J, __m512d dw, __m512d w, __m512d sg) {
-    /* l1 = 0: l1 sign(w) is +-0 exactly, and adding it to a float is exact */
-    const __m512d t = J->l1 == 0 ? _mm512_add_pd(rf(_mm512_mul_pd(D(J->l2), w)), _mm512_mul_pd(D(J->l1), sg))
-                                 : rf(_mm512_add_pd(rf(_mm512_mul_pd(D(J->l2), w)), rf(_mm512_mul_pd(D(J->l1), sg))));
-    return rf(_mm512_add_pd(dw, t));
-}
 
-AVX512 static void update_exact8(const ew_job *J, __m512d *p, __m512d g, __m512d *s, __m512d *v) {
-    const dl4c_updater_conf *c = J->uc;
-    const __m512d lr = D(J->lr);
-    switch (c->type) {
-    case DL4C_SGD:
-        *p = rf(_mm512_sub_pd(*p, rf(_mm512_mul_pd(lr, g))));
-        break;
-    case DL4C_NESTEROVS: {
-        const __m512d mu = D(c->momentum);
-        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(mu, *s)), g));
-        *p = rf(_mm512_sub_pd(*p, rf(_mm512_mul_pd(lr, rf(_mm512_add_pd(g, rf(_mm512_mul_pd(mu, *s))))))));
-        break;
-    }
-    case DL4C_ADAGRAD: {
-        *s = rf(_mm512_add_pd(*s, rf(_mm512_mul_pd(g, g))));
-        /* sqrt of a float >= 0 is 0 or >= 2^-75, plus epsilon: normal */
-        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(*s)), D(c->epsilon)));
-        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(rf(_mm512_mul_pd(lr, g)), den))));
-        break;
-    }
-    case DL4C_RMSPROP: {
-        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->rho), *s)), rf(_mm512_mul_pd(rf(_mm512_mul_pd(D(1 - c->rho), g)), g))));
-        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(*s)), D(c->epsilon)));
-        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(rf(_mm512_mul_pd(lr, g)), den))));
-        break;
-    }
-    default: {   /* adam: s holds m, v holds v */
-        *s = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->beta1), *s)), rf(_mm512_mul_pd(D(1 - c->beta1), g))));
-        *v = rf(_mm512_add_pd(rf(_mm512_mul_pd(D(c->beta2), *v)), rf(_mm512_mul_pd(rf(_mm512_mul_pd(D(1 - c->beta2), g)), g))));
-        const __m512d num = rf(_mm512_mul_pd(lr, rf(_mm512_div_pd(*s, D(J->bc1)))));
-        const __m512d den = rfn(_mm512_add_pd(rfn(_mm512_sqrt_pd(rf(_mm512_div_pd(*v, D(J->bc2))))), D(c->epsilon)));
-        *p = rf(_mm512_sub_pd(*p, rf(_mm512_div_pd(num, den))));
-        break;
-    }
-    }
-}
 
 AVX512 static void ew_task(void *ctx, int task) {
     const ew_job *J = ctx;
