@@ -158,16 +158,26 @@ static bool feed_next(batch_feed *f, dl4c_batch *b, dl4c_status *err) {
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* buf[i] = buf[i] * m (div false) or buf[i] / m, in blocks of 16 whose fixed trip count lets
+ * the compiler's -O2 vectorizer take them (a division per float cost LeNet's 2-worker rounds
+ * 0.25 ms of 10); the same floats as one at a time. */
+static void scale_floats(float *buf, int64_t n, float m, bool div) {
+    int64_t i = 0;
+    if (div)
+        for (; i + 16 <= n; i += 16)
+            for (int j = 0; j < 16; j++) buf[i + j] /= m;
+    else
+        for (; i + 16 <= n; i += 16)
+            for (int j = 0; j < 16; j++) buf[i + j] *= m;
+    for (; i < n; i++) buf[i] = div ? buf[i] / m : buf[i] * m;
+}
+
 /* Averages buf over the workers: sum_r w_r buf_r / divisor, in rank order. */
 static dl4c_status average(dl4c_comm *comm, float *buf, int64_t n, float weight, double divisor) {
-    if (weight != 1.0f)
-        for (int64_t i = 0; i < n; i++) buf[i] *= weight;
+    if (weight != 1.0f) scale_floats(buf, n, weight, false);
     dl4c_status s = dl4c_comm_allreduce(comm, buf, n, DL4C_F32, DL4C_REDUCE_SUM);
     if (s) return s;
-    if (divisor != 1.0) {
-        const float d = (float)divisor;
-        for (int64_t i = 0; i < n; i++) buf[i] /= d;
-    }
+    if (divisor != 1.0) scale_floats(buf, n, (float)divisor, true);
     return DL4C_OK;
 }
 
