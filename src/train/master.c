@@ -177,7 +177,12 @@ static dl4c_status average(dl4c_comm *comm, float *buf, int64_t n, float weight,
     if (weight != 1.0f) scale_floats(buf, n, weight, false);
     dl4c_status s = dl4c_comm_allreduce(comm, buf, n, DL4C_F32, DL4C_REDUCE_SUM);
     if (s) return s;
-    if (divisor != 1.0) scale_floats(buf, n, (float)divisor, true);
+    int e;
+    if (divisor == 1.0) return DL4C_OK;
+    if (frexp(divisor, &e) == 0.5 && e > -120 && e < 120)   /* a power of two: times its inverse, the same floats */
+        scale_floats(buf, n, (float)ldexp(1.0, 1 - e), false);
+    else
+        scale_floats(buf, n, (float)divisor, true);
     return DL4C_OK;
 }
 
