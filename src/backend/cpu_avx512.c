@@ -124,6 +124,8 @@ AVX512 INLINE unsigned ftz_begin(float scale) {
     _mm_setcsr(csr | MXCSR_FTZ);
     return csr;
 }
+/* The caller's control bits back, keeping the exception flags the loop raised. */
+AVX512 INLINE void ftz_end(unsigned csr) { _mm_setcsr((_mm_getcsr() & 0x3fu) | (csr & ~0x3fu)); }
 #define FTZ_FENCE(v) __asm__ volatile("" : "+v"(v))
 
 AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs, const float *b,
@@ -163,7 +165,7 @@ AVX512 INLINE bool ukr32_body(const int MR, int kc, const float *a, int64_t acs,
     if (scale != 0) {
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) { FTZ_FENCE(c0[i]); FTZ_FENCE(c1[i]); }
-        _mm_setcsr(csr);
+        ftz_end(csr);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) { FTZ_FENCE(c0[i]); FTZ_FENCE(c1[i]); }
     }
@@ -219,7 +221,7 @@ AVX512 INLINE bool ukr16_body(const int MR, int kc, const float *a, int64_t acs,
     if (scale != 0) {
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) FTZ_FENCE(c0[i]);
-        _mm_setcsr(csr);
+        ftz_end(csr);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) FTZ_FENCE(c0[i]);
     }

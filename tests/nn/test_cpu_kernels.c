@@ -18,7 +18,7 @@
 #include "backend/cpu_internal.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
-#define MXCSR() _mm_getcsr()
+#define MXCSR() (_mm_getcsr() & ~0x3fu)   /* the control bits: rounding, FTZ, DAZ, masks (not the sticky flags) */
 #else
 #define MXCSR() 0u
 #endif
@@ -80,6 +80,23 @@ static void guard_intact(const char *what, const float *p, int64_t n) {
  * results as the plain product's and the caller's MXCSR as it was). */
 enum { TINY_A = 1, TINY_B = 2, BIG_B = 4, SMALL_B = 8 };
 
+/* Every pool thread's MXCSR (the helpers run tasks of the 2-thread product too): any that
+ * differs from want is reported. */
+#define CSR_TASKS 256
+static unsigned csr_seen[CSR_TASKS];
+static void csr_task(void *ctx, int t) {
+    (void)ctx;
+    for (volatile int spin = 0; spin < 2000; spin++) {}   /* long enough for a helper to take some */
+    csr_seen[t] = MXCSR();
+}
+static void check_pool_csr(const char *what, unsigned want) {
+    dl4c_cpu_set_threads(2);
+    dl4c_cpu_parallel(CSR_TASKS, csr_task, NULL);
+    dl4c_cpu_set_threads(1);
+    for (int t = 0; t < CSR_TASKS; t++)
+        if (csr_seen[t] != want) fail_msg("%s: a pool thread's MXCSR is %#x, not %#x", what, csr_seen[t], want);
+}
+
 static void check_gemm_tiny(bool ta, bool tb, int m, int n, int k, float beta, int tiny) {
     float *a = rnd((int64_t)m * k, 1 + m, 1), *b = rnd((int64_t)k * n, 2 + n, 1), *c0 = rnd((int64_t)m * n, 3, 1);
     if (tiny) for (int64_t i = 0; i < (int64_t)m * n; i++) c0[i] *= 0x1p-120f;
@@ -103,6 +120,7 @@ static void check_gemm_tiny(bool ta, bool tb, int m, int n, int k, float beta, i
     char what[96];
     snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d beta=%g tiny=%d", ta, tb, m, n, k, beta, tiny);
     if (csr1 != csr || csr2 != csr) fail_msg("%s: MXCSR %#x before, %#x / %#x after", what, csr, csr1, csr2);
+    check_pool_csr(what, csr);
     close_to(what, c1, c0, (int64_t)m * n, 1e-5);
     same_bits(what, c2, c1, (int64_t)m * n);
     guard_intact(what, c1, (int64_t)m * n);
