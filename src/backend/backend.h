@@ -127,16 +127,6 @@ struct dl4c_backend {
      * act_forward in one pass (the bias added after the product, as gemm with beta 1 does). */
     void (*dense_forward_act)(const dl4c_backend *be, dl4c_activation act, const float *x,
                               const float *w, const float *bias, float *y, int n, int in, int out);
-    /* A dense forward that keeps what the dx of its backward needs in `saved`
-     * (dense_saved_floats floats, 0: nothing to keep; the CPU: W prepared for the product), and
-     * that dx: dx[n,in] = dz[n,out] w^T. The same floats as dense_forward_act and gemm; the
-     * backward follows the forward of its batch, with the same weights. */
-    int64_t (*dense_saved_floats)(const dl4c_backend *be, int in, int out);
-    void (*dense_forward_saved)(const dl4c_backend *be, dl4c_activation act, const float *x,
-                                const float *w, const float *bias, float *y, int n, int in, int out,
-                                float *saved);
-    void (*dense_backward_dx)(const dl4c_backend *be, const float *dz, const float *w, float *dx,
-                              int n, int in, int out, const float *saved);
     /* Pooling that keeps what its backward needs in `saved` (pool_saved_floats floats; max:
      * each window's arg max), so that the backward reads neither x nor y. The same results as
      * pool_forward / pool_backward; a backward follows the forward of its batch. */

@@ -459,27 +459,7 @@ typedef struct gemm_job {
     bool small, by_rows;
     const float *raw_a; int64_t raw_lda;
     int64_t a_row0;                      /* packed A starts at this row */
-    struct dense_keep *keep;             /* or NULL: B's scaled panels kept there (dense_keep) */
 } gemm_job;
-
-/* ---- a dense layer's weights kept from its forward for the dx of its backward ----
- * The forward of one thread (a slice, or one thread alone) prepares every panel of W [in][out]
- * (read in place, scanned, scaled by 2^SHIFT when it has tiny entries: LeNet's dense weights
- * after the first epoch are half below 2^-100, so every panel is). The dx product of the
- * backward, dz W^T, would transpose and scale all of W again (its B is W^T); instead it reads
- * the kept panels, broadcasting W[i][o] against vectors of dz^T (dx_tile, below), when the
- * product it replaces would have scaled every one of its B panels too: then every sum is the
- * same chain of FMAs on the same scaled values with the same scale, the same floats. The
- * saved area (dense_saved_floats) is the header, then the panels [n_panels][in][32]. */
-#define KEEP_IBLOCKS 64   /* rows of W (in) up to 64 x 32 */
-typedef struct dense_keep {
-    const float *w;                      /* the weights the panels were made from */
-    int in, out;
-    bool valid;                          /* made by the last forward (one thread) */
-    bool all_scaled;                     /* every panel scaled: W has no big entry */
-    bool iblock_tiny[KEEP_IBLOCKS];      /* rows [32q, 32q + 32) of W have a tiny entry */
-    float *panels;
-} dense_keep;
 
 
 /* The B panel of columns [j0, j0 + 32) as a contiguous [k][32] operand, scanned for tiny values,
@@ -516,9 +496,6 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
         const bool in_place = j->ldb <= 1024 && (int64_t)k * j->ldb <= 65536;
         float *pk = in_place ? NULL : dl4c_cpu_arena(5, (int64_t)k * 32);
         DL4C_ASSERT(in_place || pk);
-        dense_keep *keep = in_place ? j->keep : NULL;
-        if (keep) ps = keep->panels + (int64_t)p * k * 32;
-        __m512i bmn = _mm512_set1_epi32(-1);   /* the kept rows' block: min |v| - 1 */
         const float *src = j->b + j0;
         for (int kk = 0; kk < k; kk++, src += j->ldb) {
             if (kk + 8 < k) {
@@ -526,25 +503,15 @@ AVX512 static operand b_panel(const gemm_job *j, int p) {
                 _mm_prefetch((const char *)(src + 8 * j->ldb + 16), _MM_HINT_T0);
             }
             const __m512i v0 = _mm512_maskz_loadu_epi32(m0, src), v1 = _mm512_maskz_loadu_epi32(m1, src + 16);
-            const __m512i a0 = scan_add(&sc, v0), a1 = scan_add(&sc, v1);
-            _mm512_store_si512(ps + kk * 32, scale_abs(v0, a0));
-            _mm512_store_si512(ps + kk * 32 + 16, scale_abs(v1, a1));
+            _mm512_store_si512(ps + kk * 32, scale_abs(v0, scan_add(&sc, v0)));
+            _mm512_store_si512(ps + kk * 32 + 16, scale_abs(v1, scan_add(&sc, v1)));
             if (pk) {
                 _mm512_store_si512(pk + kk * 32, v0);
                 _mm512_store_si512(pk + kk * 32 + 16, v1);
             }
-            if (keep) {
-                const __m512i one = _mm512_set1_epi32(1);
-                bmn = _mm512_min_epu32(bmn, _mm512_min_epu32(_mm512_sub_epi32(a0, one), _mm512_sub_epi32(a1, one)));
-                if (kk % 32 == 31 || kk == k - 1) {
-                    if (_mm512_cmplt_epu32_mask(bmn, _mm512_set1_epi32(0x0d800000 - 1))) keep->iblock_tiny[kk / 32] = true;
-                    bmn = _mm512_set1_epi32(-1);
-                }
-            }
         }
         o.p = pk ? pk : j->b + j0;
         o.ld = pk ? 0 : j->ldb;
-        if (keep && !scan_wants_scaled(sc)) keep->all_scaled = false;
     }
     o.scaled = scan_wants_scaled(sc) ? ps : NULL;
     return o;
@@ -640,12 +607,11 @@ AVX512 static void tpack_task(void *ctx, int task) {
 
 /* C[m,n] = op(A) op(B) (+ C when accum: the sums continue from C), + bias_col[j], act.
  * op(A)[i][k] = ta ? A[k*lda + i] : A[i*lda + k]; op(B)[k][j] = tb ? B[j*ldb + k] : B[k*ldb + j]. */
-AVX512 static void gemm_run_keep(bool ta, bool tb, int m, int n, int k, const float *a, int64_t lda,
-                                 const float *b, int64_t ldb, bool accum, float *c, int64_t ldc,
-                                 const float *bias_col, int act, dense_keep *keep) {
+AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *a, int64_t lda,
+                            const float *b, int64_t ldb, bool accum, float *c, int64_t ldc,
+                            const float *bias_col, int act) {
     if (m <= 0 || n <= 0) return;
-    gemm_job j = {.m = m, .n = n, .k = k, .c = c, .ldc = ldc, .accum = accum, .bias_col = bias_col, .act = act,
-                  .keep = keep};
+    gemm_job j = {.m = m, .n = n, .k = k, .c = c, .ldc = ldc, .accum = accum, .bias_col = bias_col, .act = act};
     j.mr = mr_of(m);
     j.n_mb = (int)cdiv(m, j.mr);
     if (ta) {
@@ -706,15 +672,8 @@ AVX512 static void gemm_run_keep(bool ta, bool tb, int m, int n, int k, const fl
         j.b_panels = true;
     }
     const int tasks = j.small ? T : (int)(cdiv(j.n_panels, j.panels_per_task) * cdiv(j.n_mb, j.mb_per_task));
-    DL4C_ASSERT(!keep || (tasks == 1 && !ta && !tb));
     DL4C_ASSERT(!j.small || T <= DL4C_CPU_MAX_THREADS);
     dl4c_cpu_parallel(tasks, gemm_task, &j);
-}
-
-AVX512 static void gemm_run(bool ta, bool tb, int m, int n, int k, const float *a, int64_t lda,
-                            const float *b, int64_t ldb, bool accum, float *c, int64_t ldc,
-                            const float *bias_col, int act) {
-    gemm_run_keep(ta, tb, m, n, k, a, lda, b, ldb, accum, c, ldc, bias_col, act, NULL);
 }
 
 /* ---- row gathers for im2col and pooling ----
@@ -1856,167 +1815,6 @@ AVX512 static void avx_dense_forward_act(const dl4c_backend *be, dl4c_activation
     if (a != DL4C_IDENTITY && act == EPI_NONE) dl4c_cpu_act_forward(be, a, y, n, out);
 }
 
-/* The saved area of a dense layer [in] -> [out] for its backward's dx (dense_keep): 0 when
- * its weights are not read in place (b_panel) or have more rows than the header tracks. */
-static int64_t avx_dense_saved_floats(const dl4c_backend *be, int in, int out) {
-    if (out > 1024 || (int64_t)in * out > 65536 || in > 32 * KEEP_IBLOCKS) return 0;
-    const int64_t header = (int64_t)cdiv(sizeof(dense_keep), 64) * 16;
-    return 16 + header + cdiv(out, 32) * (int64_t)in * 32;   /* 16: to align it to 64 bytes */
-}
-
-static dense_keep *keep_at(float *saved) {
-    return (dense_keep *)(((uintptr_t)saved + 63) & ~(uintptr_t)63);
-}
-
-AVX512 static void avx_dense_forward_saved(const dl4c_backend *be, dl4c_activation a, const float *x,
-                                           const float *w, const float *bias, float *y, int n, int in,
-                                           int out, float *saved) {
-    const int act = epi_act(a);
-    dense_keep *keep = NULL;
-    if (saved && avx_dense_saved_floats(be, in, out) > 0) {
-        keep = keep_at(saved);
-        *keep = (dense_keep){.w = w, .in = in, .out = out, .all_scaled = true,
-                             .panels = (float *)keep + cdiv(sizeof(dense_keep), 64) * 16};
-        if (n <= 0 || dl4c_cpu_threads() > 1) keep = NULL;   /* several tasks would share it */
-    }
-    gemm_run_keep(false, false, n, out, in, x, in, w, out, false, y, out, bias, act, keep);
-    if (keep) keep->valid = true;
-    if (a != DL4C_IDENTITY && act == EPI_NONE) dl4c_cpu_act_forward(be, a, y, n, out);
-}
-
-/* dx[n0 + l][i0 + r] for lanes l of NV vectors (masks rm) and R columns: the sum over o in order
- * of dzT[o][l] * W(i0 + r, o), W(i, o) = wp[(o / 32) * pstride + i * ld + o % 32] (the kept
- * panels: pstride in * 32, ld 32; W itself: pstride 32, ld out), each an FMA chain as the
- * microkernel's, scaled as it is (flush-to-zero in the loop, sums not finite: false, nothing
- * stored); stored through a transpose (dx rows ldx apart). */
-AVX512 INLINE bool dx_tile_body(const int NV, const int R, const float *dzT, int64_t ldt, const float *wp,
-                                int64_t pstride, int64_t ld, int out, const __mmask16 *rm, float scale,
-                                float *dx, int64_t ldx) {
-    __m512 c[2][24];
-#pragma GCC unroll 24
-    for (int r = 0; r < R; r++) {
-        c[0][r] = _mm512_setzero_ps();
-        if (NV > 1) c[1][r] = _mm512_setzero_ps();
-    }
-    const unsigned csr = ftz_begin(scale);
-    if (scale != 0) {
-#pragma GCC unroll 24
-        for (int r = 0; r < R; r++) { FTZ_FENCE(c[0][r]); if (NV > 1) FTZ_FENCE(c[1][r]); }
-    }
-    for (int o0 = 0; o0 < out; o0 += 32) {
-        const float *bp = wp + (o0 / 32) * pstride;
-        const float *t = dzT + (int64_t)o0 * ldt;
-        const int oc = imin(32, out - o0);
-        for (int oo = 0; oo < oc; oo++, t += ldt) {
-            const __m512 v0 = _mm512_load_ps(t), v1 = NV > 1 ? _mm512_load_ps(t + 16) : v0;
-#pragma GCC unroll 24
-            for (int r = 0; r < R; r++) {
-                const __m512 bv = _mm512_set1_ps(bp[r * ld + oo]);
-                c[0][r] = _mm512_fmadd_ps(v0, bv, c[0][r]);
-                if (NV > 1) c[1][r] = _mm512_fmadd_ps(v1, bv, c[1][r]);
-            }
-        }
-    }
-    if (scale != 0) {
-#pragma GCC unroll 24
-        for (int r = 0; r < R; r++) { FTZ_FENCE(c[0][r]); if (NV > 1) FTZ_FENCE(c[1][r]); }
-        ftz_end(csr);
-#pragma GCC unroll 24
-        for (int r = 0; r < R; r++) { FTZ_FENCE(c[0][r]); if (NV > 1) FTZ_FENCE(c[1][r]); }
-        __mmask16 bad = 0;
-#pragma GCC unroll 24
-        for (int r = 0; r < R; r++) {
-            bad |= _mm512_mask_fpclass_ps_mask(rm[0], c[0][r], 0x99);
-            if (NV > 1) bad |= _mm512_mask_fpclass_ps_mask(rm[1], c[1][r], 0x99);
-        }
-        if (bad) return false;
-    }
-    float tile[24 * 16] __attribute__((aligned(64)));
-    for (int v = 0; v < NV; v++) {
-        const int lanes_v = __builtin_popcount(rm[v]);
-        if (!lanes_v) continue;
-#pragma GCC unroll 24
-        for (int r = 0; r < R; r++)
-            _mm512_store_ps(tile + r * 16, epi_sum(c[v][r], scale, false, _mm512_setzero_ps(), false, _mm512_setzero_ps()));
-        for (int r0 = 0; r0 < R; r0 += 16)
-            transpose16(tile + r0 * 16, 16, dx + (int64_t)v * 16 * ldx + r0, ldx, imin(16, R - r0), lanes_v);
-    }
-    return true;
-}
-
-#define DX_CASES(NV, ...)                                                                        \
-    switch (R) {                                                                                 \
-    case 1: return dx_tile_body(NV, 1, __VA_ARGS__);   case 2: return dx_tile_body(NV, 2, __VA_ARGS__);   \
-    case 3: return dx_tile_body(NV, 3, __VA_ARGS__);   case 4: return dx_tile_body(NV, 4, __VA_ARGS__);   \
-    case 5: return dx_tile_body(NV, 5, __VA_ARGS__);   case 6: return dx_tile_body(NV, 6, __VA_ARGS__);   \
-    case 7: return dx_tile_body(NV, 7, __VA_ARGS__);   case 8: return dx_tile_body(NV, 8, __VA_ARGS__);   \
-    case 9: return dx_tile_body(NV, 9, __VA_ARGS__);   case 10: return dx_tile_body(NV, 10, __VA_ARGS__); \
-    case 11: return dx_tile_body(NV, 11, __VA_ARGS__); case 12: return dx_tile_body(NV, 12, __VA_ARGS__); \
-    }                                                                                            \
-    if (NV == 1) switch (R) {                                                                    \
-    case 13: return dx_tile_body(1, 13, __VA_ARGS__);  case 14: return dx_tile_body(1, 14, __VA_ARGS__);  \
-    case 15: return dx_tile_body(1, 15, __VA_ARGS__);  case 16: return dx_tile_body(1, 16, __VA_ARGS__);  \
-    case 17: return dx_tile_body(1, 17, __VA_ARGS__);  case 18: return dx_tile_body(1, 18, __VA_ARGS__);  \
-    case 19: return dx_tile_body(1, 19, __VA_ARGS__);  case 20: return dx_tile_body(1, 20, __VA_ARGS__);  \
-    case 21: return dx_tile_body(1, 21, __VA_ARGS__);  case 22: return dx_tile_body(1, 22, __VA_ARGS__);  \
-    case 23: return dx_tile_body(1, 23, __VA_ARGS__);  case 24: return dx_tile_body(1, 24, __VA_ARGS__);  \
-    }                                                                                            \
-    DL4C_ASSERT(!"dx tile columns out of range");                                                \
-    return false;
-
-/* The kept panels (pstride in * 32, ld 32) scaled. */
-AVX512 __attribute__((noinline)) static bool dx_tile_kept(int NV, int R, const float *dzT, int64_t ldt,
-                                                          const float *wp, int64_t pstride, int out,
-                                                          const __mmask16 *rm, float scale, float *dx,
-                                                          int64_t ldx) {
-    if (NV == 1) { DX_CASES(1, dzT, ldt, wp, pstride, 32, out, rm, scale, dx, ldx) }
-    DX_CASES(2, dzT, ldt, wp, pstride, 32, out, rm, scale, dx, ldx)
-}
-
-/* W itself, unscaled (a tile whose scaled sums were not finite). */
-AVX512 __attribute__((noinline)) static bool dx_tile_plain(int NV, int R, const float *dzT, int64_t ldt,
-                                                           const float *w, int out, const __mmask16 *rm,
-                                                           float *dx, int64_t ldx) {
-    if (NV == 1) { DX_CASES(1, dzT, ldt, w, 32, out, out, rm, 0, dx, ldx) }
-    DX_CASES(2, dzT, ldt, w, 32, out, out, rm, 0, dx, ldx)
-}
-#undef DX_CASES
-
-/* dx[n,in] = dz[n,out] w^T (w [in][out]), from the panels the forward kept when they apply
- * (see dense_keep), else the product. */
-AVX512 static void avx_dense_backward_dx(const dl4c_backend *be, const float *dz, const float *w, float *dx,
-                                         int n, int in, int out, const float *saved) {
-    const dense_keep *keep = saved && avx_dense_saved_floats(be, in, out) > 0 ? keep_at((float *)saved) : NULL;
-    bool kept = keep && keep->valid && keep->w == w && keep->in == in && keep->out == out && keep->all_scaled &&
-                n > 0 && dl4c_cpu_threads() == 1;
-    for (int q = 0; kept && q < (int)cdiv(in, 32); q++) kept = keep->iblock_tiny[q];
-    if (!kept) {
-        gemm_run(false, true, n, in, out, dz, out, w, out, false, dx, in, NULL, EPI_NONE);
-        return;
-    }
-    /* dz scanned whole, as the product scans its packed A; dz^T [out][ldt] per 32 rows of dz
-     * (lanes past them zero), scaled when dz is */
-    const bool a_scaled = want_scaled(dz, n, out, out);
-    const float scale = a_scaled ? SHIFT_DOWN * SHIFT_DOWN : SHIFT_DOWN;
-    const int64_t ldt = n > 16 ? 32 : 16;
-    float *dzT = dl4c_cpu_arena(1, out * ldt), *dzTs = a_scaled ? dl4c_cpu_arena(3, out * ldt) : NULL;
-    DL4C_ASSERT(dzT && (!a_scaled || dzTs));
-    for (int n0 = 0; n0 < n; n0 += 32) {
-        const int nr = imin(32, n - n0), NV = nr > 16 ? 2 : 1, Rmax = NV == 1 ? 24 : 12;
-        memset(dzT, 0, sizeof(float) * (size_t)(out * ldt));
-        transpose(dz + (int64_t)n0 * out, out, dzT, ldt, nr, out);
-        if (a_scaled) scale_up(dzT, out, ldt, ldt, dzTs, ldt);
-        const __mmask16 rm[2] = {lanes(nr), lanes(nr - 16)};
-        for (int i0 = 0; i0 < in; i0 += Rmax) {
-            const int R = imin(Rmax, in - i0);
-            float *d = dx + (int64_t)n0 * in + i0;
-            if (!dx_tile_kept(NV, R, a_scaled ? dzTs : dzT, ldt, keep->panels + (int64_t)i0 * 32, (int64_t)in * 32,
-                              out, rm, scale, d, in))
-                dx_tile_plain(NV, R, dzT, ldt, w + (int64_t)i0 * out, out, rm, d, in);
-        }
-    }
-}
-
 static void avx_gemm(const dl4c_backend *be, bool ta, bool tb, int m, int n, int k, float alpha,
                      const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (alpha != 1.0f || (beta != 0.0f && beta != 1.0f)) {   /* not used by the layers */
@@ -2717,9 +2515,6 @@ void dl4c_cpu_avx512_install(dl4c_backend *be) {
     be->conv2d_forward_act = avx_conv2d_forward_act;
     be->conv2d_backward_act = avx_conv2d_backward_act;
     be->dense_forward_act = avx_dense_forward_act;
-    be->dense_saved_floats = avx_dense_saved_floats;
-    be->dense_forward_saved = avx_dense_forward_saved;
-    be->dense_backward_dx = avx_dense_backward_dx;
     be->act_forward = avx_act_forward;
     be->act_backward = avx_act_backward;
     be->pool_forward = avx_pool_forward;

@@ -31,11 +31,6 @@ void dl4c_dense_init(dl4c_layer *l, dl4c_rng *rng) {
 
 static int64_t dense_zero(const dl4c_layer *l, int n) { return 0; }
 
-/* What the backend keeps from the forward for the backward's dx (dense_forward_saved). */
-static int64_t dense_saved(const dl4c_layer *l, int n) {
-    return l->be->dense_saved_floats ? l->be->dense_saved_floats(l->be, (int)l->in_size, l->conf.n_out) : 0;
-}
-
 void dl4c_dense_forward_linear(dl4c_layer *l, const float *x, float *y, int n) {
     const int in = (int)l->in_size, out = l->conf.n_out;
     l->be->fill_rows(l->be, l->b, y, n, out);
@@ -43,11 +38,6 @@ void dl4c_dense_forward_linear(dl4c_layer *l, const float *x, float *y, int n) {
 }
 
 static void dense_forward(dl4c_layer *l, const float *x, float *y, int n) {
-    if (dense_saved(l, n) > 0) {
-        l->be->dense_forward_saved(l->be, l->conf.activation, x, l->w, l->b, y, n, (int)l->in_size, l->conf.n_out,
-                                   l->saved);
-        return;
-    }
     if (l->be->dense_forward_act) {
         l->be->dense_forward_act(l->be, l->conf.activation, x, l->w, l->b, y, n, (int)l->in_size, l->conf.n_out);
         return;
@@ -65,11 +55,6 @@ void dl4c_dense_backward_linear(dl4c_layer *l, const float *x, const float *dz, 
 
 static void dense_backward(dl4c_layer *l, const float *x, const float *y, float *dy, float *dx, int n) {
     l->be->act_backward(l->be, l->conf.activation, y, dy, n, l->conf.n_out);
-    if (dx && dense_saved(l, n) > 0) {
-        dl4c_dense_backward_linear(l, x, dy, NULL, n);
-        l->be->dense_backward_dx(l->be, dy, l->w, dx, n, (int)l->in_size, l->conf.n_out, l->saved);
-        return;
-    }
     dl4c_dense_backward_linear(l, x, dy, dx, n);
 }
 
@@ -85,7 +70,7 @@ const dl4c_layer_ops dl4c_dense_ops = {
     .resolve = dense_resolve,
     .count = dl4c_dense_count,
     .init = dl4c_dense_init,
-    .saved_floats = dense_saved,
+    .saved_floats = dense_zero,
     .scratch_floats = dense_zero,
     .forward = dense_forward,
     .backward = dense_backward,

@@ -162,65 +162,6 @@ static void test_dense_forward_act(void **state) {
     }
 }
 
-/* A dense layer's forward that keeps W's prepared panels and its backward's dx from them
- * (dense_forward_saved, dense_backward_dx): the same floats as dense_forward_act and as the fast
- * product dz W^T, with 1 and 2 threads (with 2 the forward keeps nothing). W: normal entries,
- * or every other one times 2^-130 (every panel scaled: the kept panels are used), or that and
- * one entry 2^100 (not scaled), or that and dz times 2^40 with one entry of W 2^59 (the scaled
- * sums of its tiles overflow: they are redone unscaled). And a backward given other weights
- * than its forward's takes the product. */
-enum { KEEP_TINY = 1, KEEP_BIG = 2, KEEP_OVERFLOW = 4 };
-
-static void check_dense_kept(int n, int in, int out, int kind, int threads) {
-    float *x = rnd((int64_t)n * in, 11 + n, 1), *w = rnd((int64_t)in * out, 12 + in, 0.3), *b = rnd(out, 13, 1);
-    float *dz = rnd((int64_t)n * out, 14 + out, 1);
-    if (kind & KEEP_TINY) for (int64_t i = 1; i < (int64_t)in * out; i += 2) w[i] *= 0x1p-130f;
-    if (kind & KEEP_BIG) w[(int64_t)in * out / 3] = 0x1p100f;
-    if (kind & KEEP_OVERFLOW) {
-        w[(int64_t)(in / 2) * out + out / 3] = 0x1p59f;
-        for (int64_t i = 0; i < (int64_t)n * out; i++) dz[i] *= 0x1p40f;
-    }
-    const int64_t ns = F->dense_saved_floats(F, in, out);
-    assert_true(ns > 0);
-    float *saved = alloc_f(ns);
-    float *y0 = alloc_f((int64_t)n * out), *y1 = alloc_f((int64_t)n * out);
-    float *dx0 = guarded((int64_t)n * in), *dx1 = guarded((int64_t)n * in), *dxg = alloc_f((int64_t)n * in);
-    char what[96];
-    snprintf(what, sizeof what, "dense kept %dx%dx%d kind=%d threads=%d", n, in, out, kind, threads);
-    dl4c_cpu_set_threads(1);
-    F->dense_forward_act(F, DL4C_RELU, x, w, b, y0, n, in, out);
-    F->gemm(F, false, true, n, in, out, 1.0f, dz, out, w, out, 0.0f, dx0, in);
-    G->gemm(G, false, true, n, in, out, 1.0f, dz, out, w, out, 0.0f, dxg, in);
-    dl4c_cpu_set_threads(threads);
-    const unsigned csr = MXCSR();
-    F->dense_forward_saved(F, DL4C_RELU, x, w, b, y1, n, in, out, saved);
-    F->dense_backward_dx(F, dz, w, dx1, n, in, out, saved);
-    if (MXCSR() != csr) fail_msg("%s: MXCSR %#x before, %#x after", what, csr, MXCSR());
-    dl4c_cpu_set_threads(1);
-    same_bits(what, y1, y0, (int64_t)n * out);
-    same_bits(what, dx1, dx0, (int64_t)n * in);
-    close_to(what, dx1, dxg, (int64_t)n * in, 1e-5);
-    guard_intact(what, dx1, (int64_t)n * in);
-    /* other weights than the forward's: the product with them */
-    float *w2 = dup(w, (int64_t)in * out);
-    w2[0] += 1.0f;
-    F->gemm(F, false, true, n, in, out, 1.0f, dz, out, w2, out, 0.0f, dx0, in);
-    F->dense_backward_dx(F, dz, w2, dx1, n, in, out, saved);
-    same_bits(what, dx1, dx0, (int64_t)n * in);
-    free(x); free(w); free(w2); free(b); free(dz); free(saved); free(y0); free(y1); free(dx0); free(dx1); free(dxg);
-}
-
-static void test_dense_kept(void **state) {
-    const int shapes[][3] = {{16, 200, 200}, {32, 200, 200}, {37, 45, 21}, {5, 70, 33}, {1, 24, 1}, {33, 13, 64},
-                             {17, 100, 500}};
-    const int kinds[] = {0, KEEP_TINY, KEEP_TINY | KEEP_BIG, KEEP_TINY | KEEP_OVERFLOW};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (size_t q = 0; q < sizeof kinds / sizeof kinds[0]; q++)
-            for (int t = 1; t <= 2; t++) check_dense_kept(shapes[s][0], shapes[s][1], shapes[s][2], kinds[q], t);
-    /* no room kept for W wider than b_panel reads in place: the layer keeps nothing */
-    assert_int_equal(F->dense_saved_floats(F, 784, 1000), 0);
-}
-
 /* ---- convolutions ---- */
 typedef struct conv_case { int n, c, h, w, kh, kw, sh, sw, pt, pl, pb, pr, out; dl4c_activation act; } conv_case;
 
@@ -465,7 +406,6 @@ int main(void) {
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_gemm_tiny),
         cmocka_unit_test(test_dense_forward_act),
-        cmocka_unit_test(test_dense_kept),
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_elementwise),
