@@ -129,13 +129,16 @@ struct dl4c_backend {
                               const float *w, const float *bias, float *y, int n, int in, int out);
     /* Pooling that keeps what its backward needs in `saved` (pool_saved_floats floats; max:
      * each window's arg max), so that the backward reads neither x nor y. The same results as
-     * pool_forward / pool_backward; a backward follows the forward of its batch. */
+     * pool_forward / pool_backward; a backward follows the forward of its batch. With relu
+     * (both calls), x is a relu's output and the backward also applies that relu's derivative:
+     * dx = relu'(x) * pool_backward's dx, the same floats as act_backward after it; max keeps
+     * no arg max for windows whose maximum is not positive, so this costs no extra pass. */
     int64_t (*pool_saved_floats)(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g);
     void (*pool_forward_saved)(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g,
-                               const float *x, float *y, float *saved);
+                               const float *x, float *y, float *saved, bool relu);
     void (*pool_backward_saved)(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g,
                                 const float *x, const float *y, const float *dy, float *dx,
-                                const float *saved);
+                                const float *saved, bool relu);
 };
 
 /* The CPU backend (one shared, stateless table). */

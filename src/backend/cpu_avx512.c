@@ -1374,9 +1374,19 @@ AVX512 static void conv_direct_dw_task(void *ctx, int task) {
     const int G = imax(1, 6144 / (ob * J->P));   /* dz of the group: up to 24 KiB */
     for (int b0 = 0; b0 < g->n; b0 += G) {
         const int nb = imin(G, g->n - b0);
-        for (int b = b0; b < b0 + nb; b++)
-            for (int o = 0; o < ob; o++) dbv[o] = direct_dz(J, b, o0 + o, dbv[o]);
+        if (J->a != DL4C_IDENTITY)
+            for (int b = b0; b < b0 + nb; b++)
+                for (int o = 0; o < ob; o++) dbv[o] = direct_dz(J, b, o0 + o, dbv[o]);
         for (int k0 = 0; k0 < K; k0 += kb) dbwd_n(ob, imin(kb, K - k0), J, b0, nb, o0, J->off + k0, acc + k0 * 16, ld);
+        if (J->a == DL4C_IDENTITY)   /* dz is dy: db from the group's dz the tiles brought into L1,
+                                      * the channels' sums side by side (each in direct_dz's order) */
+            for (int b = b0; b < b0 + nb; b++) {
+                const float *dzb = J->dz + ((int64_t)b * J->out + o0) * J->P;
+                for (int v = 0; v < J->nvec; v++) {
+                    const __mmask16 m = J->plan[v].m1 | J->plan[v].m2;
+                    for (int o = 0; o < ob; o++) dbv[o] = _mm512_add_ps(dbv[o], _mm512_maskz_loadu_ps(m, dzb + (int64_t)o * J->P + 16 * v));
+                }
+            }
     }
     for (int o = 0; o < ob; o++) {
         for (int k = 0; k < K; k++) J->dw[(int64_t)(o0 + o) * K + k] = _mm512_reduce_add_ps(_mm512_load_ps(acc + o * ld + k * 16));
@@ -1836,10 +1846,11 @@ typedef struct pool_job {
     int64_t planes, per_task;
     uint8_t *arg;                /* max, forward: each window's arg max (255: none) is kept here */
     const uint8_t *argr;         /* max, backward: ... and read from here instead of x */
+    bool relu;                   /* max, forward: no arg max (255) where the maximum is not > 0 */
 } pool_job;
 
 /* The arg max kept in `saved`: a header naming the batch, then one byte per window. */
-typedef struct pool_hdr { const float *x, *y; int64_t n; } pool_hdr;
+typedef struct pool_hdr { const float *x, *y; int64_t n; bool relu; } pool_hdr;
 #define POOL_HDR_FLOATS 8
 _Static_assert(sizeof(pool_hdr) <= POOL_HDR_FLOATS * sizeof(float), "pool header");
 
@@ -1879,6 +1890,7 @@ AVX512 static void pool_fwd_task(void *ctx, int task) {
                     }
                 }
                 if (!mx) acc = _mm512_mul_ps(acc, inv);
+                if (J->relu) best = _mm512_mask_mov_epi32(best, _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_NGT_UQ), _mm512_set1_epi32(-1));
                 const int64_t at = (int64_t)oy * g->ow + gi * 16;
                 _mm512_mask_storeu_ps(yc + at, plans[0].st[gi], acc);
                 if (J->arg) _mm_mask_storeu_epi8(J->arg + bc * g->oh * g->ow + at, plans[0].st[gi], _mm512_cvtepi32_epi8(best));
@@ -2013,6 +2025,7 @@ AVX512 static void pool_fwd_2x2_task(void *ctx, int task) {
                                      _mm512_permutex2var_ps(b0, ev, b1), _mm512_permutex2var_ps(b0, od, b1)};
                 __m512i best;
                 const __m512 acc = pool4_fold(t, mx, &best);
+                if (J->relu) best = _mm512_mask_mov_epi32(best, _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_NGT_UQ), _mm512_set1_epi32(-1));
                 if (mx && ac) _mm_mask_storeu_epi8(ac + (int64_t)oy * g->ow + ox0, st, _mm512_cvtepi32_epi8(best));
                 _mm512_mask_storeu_ps(yc + (int64_t)oy * g->ow + ox0, st, acc);
             }
@@ -2097,6 +2110,7 @@ AVX512 static void pool_fwd_4x4_task(void *ctx, int task) {
         const __mmask16 st = lanes(4 * np);
         __m512i best;
         const __m512 acc = pool4_fold(t, mx, &best);
+        if (J->relu) best = _mm512_mask_mov_epi32(best, _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_NGT_UQ), _mm512_set1_epi32(-1));
         if (mx && J->arg) _mm_mask_storeu_epi8(J->arg + bc * 4, st, _mm512_cvtepi32_epi8(best));
         _mm512_mask_storeu_ps(J->out + bc * 4, st, acc);
     }
@@ -2148,41 +2162,50 @@ static int64_t avx_pool_saved_floats(const dl4c_backend *be, dl4c_pooling p, con
     return pool_keeps_arg(p, g) ? POOL_HDR_FLOATS + cdiv((int64_t)g->n * g->c * g->oh * g->ow, 4) : 0;
 }
 
+/* relu (see backend.h): windows whose maximum is not > 0 keep no arg max (255), so that a
+ * backward reading the arg max applies relu'(x) with it: x at a window's arg max is its y. */
 static void avx_pool_forward_saved(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
-                                   float *y, float *saved) {
+                                   float *y, float *saved, bool relu) {
     if (!pool_planned(g)) { dl4c_backend_cpu_generic()->pool_forward(be, p, g, x, y); return; }
     pool_job J = {.p = p, .g = g, .x = x, .out = y};
     if (saved && pool_keeps_arg(p, g)) {
         memset(saved, 0, sizeof(pool_hdr));
         J.arg = (uint8_t *)(saved + POOL_HDR_FLOATS);
+        J.relu = relu;
     }
     dl4c_cpu_parallel((int)pool_tasks(&J, g), pool_4x4(g) ? pool_fwd_4x4_task : pool_2x2(g) ? pool_fwd_2x2_task : pool_fwd_task, &J);
-    if (J.arg) memcpy(saved, &(pool_hdr){.x = x, .y = y, .n = g->n}, sizeof(pool_hdr));
+    if (J.arg) memcpy(saved, &(pool_hdr){.x = x, .y = y, .n = g->n, .relu = J.relu}, sizeof(pool_hdr));
 }
 
 static void avx_pool_forward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x, float *y) {
-    avx_pool_forward_saved(be, p, g, x, y, NULL);
+    avx_pool_forward_saved(be, p, g, x, y, NULL, false);
 }
 
+static void avx_act_backward(const dl4c_backend *be, dl4c_activation a, const float *y, float *dy, int64_t rows,
+                             int64_t len);
+
 static void avx_pool_backward_saved(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
-                                    const float *y, const float *dy, float *dx, const float *saved) {
+                                    const float *y, const float *dy, float *dx, const float *saved, bool relu) {
+    const int64_t nx = (int64_t)g->n * g->c * g->h * g->w;
     if (!pool_planned(g) || g->sh < g->kh || g->sw < g->kw) {   /* overlapping windows */
         dl4c_backend_cpu_generic()->pool_backward(be, p, g, x, y, dy, dx);
+        if (relu) avx_act_backward(be, DL4C_RELU, x, dx, 1, nx);
         return;
     }
     pool_job J = {.p = p, .g = g, .x = x, .y = y, .dy = dy, .dx = dx};
     if (saved && pool_keeps_arg(p, g)) {
         pool_hdr h;   /* saved is only float-aligned */
         memcpy(&h, saved, sizeof h);
-        if (h.x == x && h.y == y && h.n == g->n) J.argr = (const uint8_t *)(saved + POOL_HDR_FLOATS);
+        if (h.x == x && h.y == y && h.n == g->n && h.relu == relu) J.argr = (const uint8_t *)(saved + POOL_HDR_FLOATS);
     }
     const bool fast = pool_2x2(g) && (p == DL4C_POOL_AVG || J.argr);
     dl4c_cpu_parallel((int)pool_tasks(&J, g), !fast ? pool_bwd_task : pool_4x4(g) ? pool_bwd_4x4_task : pool_bwd_2x2_task, &J);
+    if (relu && !J.argr) avx_act_backward(be, DL4C_RELU, x, dx, 1, nx);   /* relu'(x) not in an arg max */
 }
 
 static void avx_pool_backward(const dl4c_backend *be, dl4c_pooling p, const dl4c_window *g, const float *x,
                               const float *y, const float *dy, float *dx) {
-    avx_pool_backward_saved(be, p, g, x, y, dy, dx, NULL);
+    avx_pool_backward_saved(be, p, g, x, y, dy, dx, NULL, false);
 }
 
 /* ---- elementwise: the portable ops' operations, 16 lanes at a time ---- */

@@ -1,6 +1,7 @@
 /* 2-D convolution, NCHW (the backend's conv2d ops: im2col + gemm on the CPU, cuDNN on CUDA).
  *   forward:  z[b,o] = sum_c W[o,c] * x[b,c] + bias[o];  y = act(z)
- *   backward: dz = act'(dy);  dW, db = sum dz, dx from the backend's conv2d_backward
+ *   backward: dz = act'(y) dy (dy itself when the pooling after a relu applied relu': layer.h);
+ *             dW, db = sum dz, dx from the backend's conv2d_backward
  * Weight layout [out, c, kh, kw], the same as PyTorch's. */
 #include "nn/layer.h"
 
@@ -60,12 +61,13 @@ static void conv_forward(dl4c_layer *l, const float *x, float *y, int n) {
 static void conv_backward(dl4c_layer *l, const float *x, const float *y, float *dy, float *dx, int n) {
     const dl4c_window g = dl4c_layer_window(l, n);
     const int64_t P = (int64_t)l->out[1] * l->out[2];
+    const dl4c_activation a = l->dy_is_dz ? DL4C_IDENTITY : l->conf.activation;   /* see layer.h */
     if (l->be->conv2d_backward_act) {
-        l->be->conv2d_backward_act(l->be, &g, l->conf.n_out, l->conf.activation, x, l->w, y, dy, l->dw,
-                                   l->db, dx, l->saved, l->scratch);
+        l->be->conv2d_backward_act(l->be, &g, l->conf.n_out, a, x, l->w, y, dy, l->dw, l->db, dx,
+                                   l->saved, l->scratch);
         return;
     }
-    l->be->act_backward(l->be, l->conf.activation, y, dy, n, l->conf.n_out * P);
+    l->be->act_backward(l->be, a, y, dy, n, l->conf.n_out * P);
     l->be->conv2d_backward(l->be, &g, l->conf.n_out, x, l->w, dy, l->dw, l->db, dx, l->saved, l->scratch);
 }
 

@@ -47,6 +47,10 @@ struct dl4c_layer {
     float *saved;                /* forward->backward scratch owned by the network */
     float *scratch;              /* temporary scratch shared by all layers */
     int pad[4];                  /* resolved padding: top, left, bottom, right */
+    /* A relu layer followed by max pooling: the pooling's backward multiplies its dx by
+     * relu'(x) (fold_relu: the backend's pool_*_saved with relu) and the relu layer's
+     * backward takes its dy as dL/dz (dy_is_dz): one pass over the activations fewer. */
+    bool fold_relu, dy_is_dz;
 };
 
 extern const dl4c_layer_ops dl4c_dense_ops, dl4c_conv2d_ops, dl4c_subsampling_ops, dl4c_output_ops;

@@ -1,6 +1,7 @@
 /* Subsampling (pooling) layer: max or average over kh x kw windows, per channel.
  *   forward:  y[b,c,oy,ox] = max / mean over the window at (oy*sh - pt, ox*sw - pl)
- *   backward: max routes dy to the first maximum of each window; avg spreads dy / (kh*kw)
+ *   backward: max routes dy to the first maximum of each window; avg spreads dy / (kh*kw);
+ *             after a relu layer (fold_relu) max routes it only where that maximum is positive
  * No parameters, no activation. */
 #include "nn/layer.h"
 
@@ -40,7 +41,7 @@ static int64_t pool_saved(const dl4c_layer *l, int n) {
 static void pool_forward(dl4c_layer *l, const float *x, float *y, int n) {
     const dl4c_window g = dl4c_layer_window(l, n);
     if (l->be->pool_forward_saved) {
-        l->be->pool_forward_saved(l->be, l->conf.pooling, &g, x, y, l->saved);
+        l->be->pool_forward_saved(l->be, l->conf.pooling, &g, x, y, l->saved, l->fold_relu);
         return;
     }
     l->be->pool_forward(l->be, l->conf.pooling, &g, x, y);
@@ -50,7 +51,7 @@ static void pool_backward(dl4c_layer *l, const float *x, const float *y, float *
     if (!dx) return;
     const dl4c_window g = dl4c_layer_window(l, n);
     if (l->be->pool_backward_saved) {
-        l->be->pool_backward_saved(l->be, l->conf.pooling, &g, x, y, dy, dx, l->saved);
+        l->be->pool_backward_saved(l->be, l->conf.pooling, &g, x, y, dy, dx, l->saved, l->fold_relu);
         return;
     }
     l->be->pool_backward(l->be, l->conf.pooling, &g, x, y, dy, dx);

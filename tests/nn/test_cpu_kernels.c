@@ -287,10 +287,30 @@ static void check_pool(dl4c_pooling p, int n, int c, int h, int w, int kh, int k
     guard_intact("pool backward, 2 threads", dx2, nx);
     /* With the arg max kept from forward to backward. */
     float *sv = alloc_f(F->pool_saved_floats(F, p, &g)), *y3 = alloc_f(ny), *dx3 = alloc_f(nx);
-    F->pool_forward_saved(F, p, &g, x, y3, sv);
-    F->pool_backward_saved(F, p, &g, x, y3, dy, dx3, sv);
+    F->pool_forward_saved(F, p, &g, x, y3, sv, false);
+    F->pool_backward_saved(F, p, &g, x, y3, dy, dx3, sv, false);
     same_bits("pool forward, saved", y3, y0, ny);
     same_bits("pool backward, saved", dx3, dx0, nx);
+    /* With the relu of the layer below folded in (forward and backward told, or only one of
+     * them): the portable backward, then relu'(x) when the backward is told. */
+    float *dxr = alloc_f(nx), *dx4 = guarded(nx);
+    memcpy(dxr, dx0, sizeof(float) * (size_t)nx);
+    G->act_backward(G, DL4C_RELU, x, dxr, 1, nx);
+    for (int t = 1; t <= 2; t++)
+        for (int keep = 0; keep < 2; keep++)
+            for (int told = 1; told < 4; told++) {   /* bit 0: forward, bit 1: backward */
+                dl4c_cpu_set_threads(t);
+                F->pool_forward_saved(F, p, &g, x, y3, keep ? sv : NULL, told & 1);
+                F->pool_backward_saved(F, p, &g, x, y3, dy, dx4, keep ? sv : NULL, told & 2);
+                dl4c_cpu_set_threads(1);
+                char what[96];
+                snprintf(what, sizeof what, "pool with relu (told: %s), %d threads%s",
+                         told == 3 ? "both" : told == 1 ? "forward" : "backward", t, keep ? ", saved" : "");
+                same_bits(what, y3, y0, ny);
+                same_bits(what, dx4, told & 2 ? dxr : dx0, nx);
+                guard_intact(what, dx4, nx);
+            }
+    free(dxr); free(dx4);
     free(sv); free(y3); free(dx3);
     same_bits("pool forward, 2 threads", y2, y1, ny);
     same_bits("pool backward, 2 threads", dx2, dx1, nx);
