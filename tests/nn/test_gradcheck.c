@@ -109,6 +109,20 @@ static void test_conv_maxpool_truncate(void **state) {
     assert_int_equal(gradcheck_eps(&c, 3, true, 21, 2e-3f), 0);
 }
 
+/* relu then max pooling: the pooling applies relu' (through its arg max for 2x2 windows, by a
+ * pass over dx for overlapping ones) and the convolution's backward takes dy as dz. */
+static void test_conv_relu_maxpool(void **state) {
+    fprintf(stderr, "conv relu (16x16 outputs) -> max pool 2x2 -> conv relu -> max pool 3x3 stride 2 -> output\n");
+    dl4c_net_conf c = {.seed = 10, .input = {.channels = 1, .height = 18, .width = 18}, .n_layers = 5,
+        .l2 = 0.01f,
+        .layers = {dl4c_conv2d(.kernel = {3, 3}, .n_out = 3, .activation = DL4C_RELU),
+                   dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {2, 2}),
+                   dl4c_conv2d(.kernel = {2, 2}, .n_out = 3, .activation = DL4C_RELU),
+                   dl4c_subsampling(.pooling = DL4C_POOL_MAX, .kernel = {3, 3}, .stride = {2, 2}),
+                   dl4c_output(.n_out = 3, .activation = DL4C_SOFTMAX)}};
+    assert_int_equal(gradcheck_eps(&c, 2, true, 23, 5e-4f), 0);
+}
+
 static void test_conv_same_avgpool(void **state) {
     fprintf(stderr, "conv same (stride 2) -> avg pool (padding) -> dense -> output\n");
     dl4c_net_conf c = {.seed = 9, .input = {.channels = 1, .height = 7, .width = 7}, .n_layers = 4,
@@ -170,6 +184,7 @@ int main(void) {
         cmocka_unit_test(test_dense_activations_softmax_nll),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_conv_maxpool_truncate),
+        cmocka_unit_test(test_conv_relu_maxpool),
         cmocka_unit_test(test_conv_same_avgpool),
         cmocka_unit_test(test_lenet_param_count),
         cmocka_unit_test(test_bad_configs),
