@@ -1384,7 +1384,8 @@ AVX512 static void conv_direct_dw_task(void *ctx, int task) {
                 const float *dzb = J->dz + ((int64_t)b * J->out + o0) * J->P;
                 for (int v = 0; v < J->nvec; v++) {
                     const __mmask16 m = J->plan[v].m1 | J->plan[v].m2;
-                    for (int o = 0; o < ob; o++) dbv[o] = _mm512_add_ps(dbv[o], _mm512_maskz_loadu_ps(m, dzb + (int64_t)o * J->P + 16 * v));
+                    for (int o = 0; o < ob; o++)
+                        dbv[o] = _mm512_add_ps(dbv[o], _mm512_maskz_loadu_ps(m, dzb + (int64_t)o * J->P + 16 * v));
                 }
             }
     }
@@ -1849,6 +1850,11 @@ typedef struct pool_job {
     bool relu;                   /* max, forward: no arg max (255) where the maximum is not > 0 */
 } pool_job;
 
+/* After a relu: no arg max (-1, kept as 255) for windows whose maximum is not > 0. */
+AVX512 INLINE __m512i relu_arg(__m512i best, __m512 mx) {
+    return _mm512_mask_mov_epi32(best, _mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_NGT_UQ), _mm512_set1_epi32(-1));
+}
+
 /* The arg max kept in `saved`: a header naming the batch, then one byte per window. */
 typedef struct pool_hdr { const float *x, *y; int64_t n; bool relu; } pool_hdr;
 #define POOL_HDR_FLOATS 8
@@ -1890,7 +1896,7 @@ AVX512 static void pool_fwd_task(void *ctx, int task) {
                     }
                 }
                 if (!mx) acc = _mm512_mul_ps(acc, inv);
-                if (J->relu) best = _mm512_mask_mov_epi32(best, _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_NGT_UQ), _mm512_set1_epi32(-1));
+                if (J->relu) best = relu_arg(best, acc);
                 const int64_t at = (int64_t)oy * g->ow + gi * 16;
                 _mm512_mask_storeu_ps(yc + at, plans[0].st[gi], acc);
                 if (J->arg) _mm_mask_storeu_epi8(J->arg + bc * g->oh * g->ow + at, plans[0].st[gi], _mm512_cvtepi32_epi8(best));
@@ -2025,7 +2031,7 @@ AVX512 static void pool_fwd_2x2_task(void *ctx, int task) {
                                      _mm512_permutex2var_ps(b0, ev, b1), _mm512_permutex2var_ps(b0, od, b1)};
                 __m512i best;
                 const __m512 acc = pool4_fold(t, mx, &best);
-                if (J->relu) best = _mm512_mask_mov_epi32(best, _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_NGT_UQ), _mm512_set1_epi32(-1));
+                if (J->relu) best = relu_arg(best, acc);
                 if (mx && ac) _mm_mask_storeu_epi8(ac + (int64_t)oy * g->ow + ox0, st, _mm512_cvtepi32_epi8(best));
                 _mm512_mask_storeu_ps(yc + (int64_t)oy * g->ow + ox0, st, acc);
             }
@@ -2110,7 +2116,7 @@ AVX512 static void pool_fwd_4x4_task(void *ctx, int task) {
         const __mmask16 st = lanes(4 * np);
         __m512i best;
         const __m512 acc = pool4_fold(t, mx, &best);
-        if (J->relu) best = _mm512_mask_mov_epi32(best, _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_NGT_UQ), _mm512_set1_epi32(-1));
+        if (J->relu) best = relu_arg(best, acc);
         if (mx && J->arg) _mm_mask_storeu_epi8(J->arg + bc * 4, st, _mm512_cvtepi32_epi8(best));
         _mm512_mask_storeu_ps(J->out + bc * 4, st, acc);
     }

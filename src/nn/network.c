@@ -327,8 +327,9 @@ dl4c_status dl4c_net_new(const dl4c_net_conf *conf, dl4c_net **out) {
     net->n_params = off;
     for (int i = 1; i < net->n_layers; i++) {   /* relu then max pooling: the pooling's backward applies relu' */
         dl4c_layer *l = &net->layers[i], *below = &net->layers[i - 1];
-        if (l->conf.type == DL4C_LAYER_SUBSAMPLING && l->conf.pooling == DL4C_POOL_MAX && net->be->pool_backward_saved &&
-            below->conf.type == DL4C_LAYER_CONV2D && below->conf.activation == DL4C_RELU)
+        if (l->conf.type == DL4C_LAYER_SUBSAMPLING && l->conf.pooling == DL4C_POOL_MAX &&
+            net->be->pool_backward_saved && below->conf.type == DL4C_LAYER_CONV2D &&
+            below->conf.activation == DL4C_RELU)
             l->fold_relu = below->dy_is_dz = true;
     }
     net->threads = 1;
