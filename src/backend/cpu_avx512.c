@@ -1333,7 +1333,9 @@ AVX512 __attribute__((noinline)) static void dbwd_n(int ob, int kb, const conv_j
 }
 
 /* dz = act'(y) dy of channel o of image b, in place unless the activation is the identity (dy
- * is then only read); returns the 16-lane bias gradient sums dbv with dz added. */
+ * is then only read); returns the 16-lane bias gradient sums dbv with dz added. The dW task
+ * calls it for activations other than the identity: with the identity (dy given as dz) it adds
+ * db up itself after its tiles, in the same order. */
 AVX512 static __m512 direct_dz(const conv_job *J, int b, int o, __m512 dbv) {
     const int P = J->P;
     const int64_t row = (int64_t)b * J->out + o;
