@@ -11,6 +11,10 @@ Sections:
   convergence  the seed's settings (LeNet, batch 32 per worker, averaging every 5,
                save_updater) with 1, 2 and 4 workers: test accuracy per epoch (plain averaging
                and bmuf), and how many epochs 2 workers need to reach 1 worker's final accuracy
+  seeds        (not in the default set: ~15 min) the seed's LeNet with 1 worker, per seed
+               (--seeds, default 123,1,2,3,4,5): dl4c's test accuracy per epoch, and PyTorch's
+               with the same Xavier init and with PyTorch's own default init (bench/torch_peer.py
+               --job --shuffle, two runs at a time on one thread each); mean and spread per epoch
   spark        time per averaging round on Spark local[2]: parameter averaging (a job per
                round) and the barrier approach, against local threads on the same data
                (bench/spark_rounds.py)
@@ -18,9 +22,9 @@ Sections:
                1 and 2 threads), the OpenBLAS sgemm ceiling, dl4c's FLOP/s per layer, peak
                memory, 2 workers against 1, in interleaved rounds (bench/speed.py)
 
-usage: bench/run.py [--quick] [--sections a,b] [--epochs N] [--build DIR]
+usage: bench/run.py [--quick] [--sections a,b] [--epochs N] [--seeds S,S..] [--build DIR]
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -87,6 +91,43 @@ def convergence(dl4c, tmp, epochs):
     return {"runs": out, "target": target, "two_workers_long": acc, "epochs_to_reach": reached}
 
 
+def seeds(dl4c, tmp, epochs, seed_list):
+    """Accuracy per epoch of the seed's LeNet, 1 worker, over seeds: dl4c, PyTorch with the same
+    Xavier init, PyTorch with its default init (the spread the issue's single figures sit in)."""
+    torch_py = os.environ.get("DL4C_TORCH_PYTHON", "/usr/bin/python3")   # Debian's, with python3-torch
+    runs = {"dl4c xavier": {}, "torch xavier": {}, "torch default": {}}
+    for sd in seed_list:
+        _, ep, _ = train(dl4c, f"{tmp}/seed{sd}.jsonl", "--epochs", epochs, "--workers", 1, "--threads", 1,
+                         "--seed", sd)
+        runs["dl4c xavier"][sd] = [e["accuracy"] for e in ep]
+    jobs = [(init, sd) for init in ("xavier", "default") for sd in seed_list]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for i in range(0, len(jobs), 2):   # two single-thread PyTorch runs at a time on 2 cores
+        procs = [(init, sd, subprocess.Popen(
+            [torch_py, os.path.join(ROOT, "bench/torch_peer.py"), "--config", os.path.join(ROOT, "examples/lenet.json"),
+             "--data", DATA, "--threads", "1", "--job", "--shuffle", "--epochs", str(epochs), "--seed", str(sd),
+             "--init", init], stdout=subprocess.PIPE, text=True, env=env)) for init, sd in jobs[i:i + 2]]
+        for init, sd, p in procs:
+            out, _ = p.communicate()
+            if p.returncode != 0:
+                raise SystemExit(f"run.py: torch_peer.py --init {init} --seed {sd} exited with {p.returncode}")
+            runs[f"torch {init}"][sd] = json.loads(out.strip().splitlines()[-1])["accuracy_per_epoch"]
+    print(f"\n== seeds: the seed's LeNet, 1 worker, test accuracy per epoch ({epochs} epochs) ==")
+    print(f"{'run':>14} {'seed':>5} " + " ".join(f"{'ep' + str(i + 1):>7}" for i in range(epochs)))
+    summary = {}
+    for name, by_seed in runs.items():
+        for sd, acc in by_seed.items():
+            print(f"{name:>14} {sd:>5} " + " ".join(f"{a:>7.4f}" for a in acc))
+        cols = list(zip(*by_seed.values()))
+        mean = [statistics.mean(c) for c in cols]
+        sd_ = [statistics.stdev(c) if len(c) > 1 else 0.0 for c in cols]
+        summary[name] = {"mean": mean, "stdev": sd_}
+        print(f"{name:>14} {'mean':>5} " + " ".join(f"{m:>7.4f}" for m in mean))
+        print(f"{name:>14} {'sd':>5} " + " ".join(f"{v:>7.4f}" for v in sd_))
+    return {"epochs": epochs, "seeds": seed_list, "runs": {k: {str(s): v for s, v in r.items()} for k, r in runs.items()},
+            "summary": summary}
+
+
 def run_script(cmd, env=None):
     """Runs a benchmark script, echoing its output; returns the JSON of its BENCH_JSON line."""
     out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -117,6 +158,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="averaging and a short speed run only")
     ap.add_argument("--sections", default="speed,averaging,spark,convergence")
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--seeds", default="123,1,2,3,4,5")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     a = ap.parse_args()
     dl4c = os.path.join(a.build, "dl4c")
@@ -138,6 +180,8 @@ def main():
             results["spark"] = spark(a.build)
         if "convergence" in sections:
             results["convergence"] = convergence(dl4c, tmp, a.epochs)
+        if "seeds" in sections:
+            results["seeds"] = seeds(dl4c, tmp, a.epochs, [int(v) for v in a.seeds.split(",")])
     tmp_path = path + ".tmp"
     json.dump(results, open(tmp_path, "w"), indent=1)
     os.replace(tmp_path, path)

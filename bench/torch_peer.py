@@ -14,7 +14,12 @@ steps; then inference over consecutive test batches of `--infer-batch` (torch.in
 Prints one JSON line: {"train": {"images_per_s", ...}, "infer": {...}}.
 --job: the job `dl4c train CONFIG --epochs 1 --workers 1` does (load the data, one epoch of
 consecutive minibatches, then the test-set accuracy), for peak memory; --job-steps N stops the
-epoch after N minibatches (the process reaches its peak memory within the first steps)."""
+epoch after N minibatches (the process reaches its peak memory within the first steps).
+--job --epochs N --shuffle: N epochs, the training set in a new order each epoch (a torch
+generator seeded with --seed, default the configuration's), the test accuracy after each
+(bench/run.py --sections seeds). --init default keeps PyTorch's own initialization
+(kaiming_uniform with a = sqrt(5): weights and biases uniform in +-1/sqrt(fan_in)) instead of
+dl4c's Xavier (DL4J's: normal, variance 2/(fan_in + fan_out)) and zero biases."""
 import argparse
 import gzip
 import json
@@ -134,13 +139,19 @@ def main():
     ap.add_argument("--infer-steps", type=int, default=39)
     ap.add_argument("--job", action="store_true")
     ap.add_argument("--job-steps", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--shuffle", action="store_true")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--init", choices=("xavier", "default"), default="xavier")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     conf = json.load(open(a.config))
-    torch.manual_seed(conf.get("seed", 123))
+    seed = conf.get("seed", 123) if a.seed is None else a.seed
+    torch.manual_seed(seed)
     model, shape = build(conf)
-    for n, p in model.named_parameters():
-        (nn.init.xavier_normal_ if n.endswith("weight") else nn.init.zeros_)(p)
+    if a.init == "xavier":
+        for n, p in model.named_parameters():
+            (nn.init.xavier_normal_ if n.endswith("weight") else nn.init.zeros_)(p)
     opt = optimizer(conf, model)
     B = a.batch or conf.get("training", {}).get("batch_size_per_worker", 32)
     xtr, ytr = load(a.data, "train")
@@ -156,18 +167,24 @@ def main():
         opt.step()
         return loss
 
-    if a.job:   # one epoch, then the test accuracy: what `dl4c train --epochs 1` does
+    if a.job:   # epochs, then the test accuracy after each: what `dl4c train --workers 1` does
         steps = -(-len(xtr) // B)
-        for k in range(min(steps, a.job_steps) if a.job_steps else steps):
-            r = k * B
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xtr[r:r + B]), ytr[r:r + B]).backward()
-            opt.step()
-        correct = 0
-        with torch.inference_mode():
-            for r in range(0, len(xte), 256):
-                correct += int((model(xte[r:r + 256]).argmax(1) == yte[r:r + 256]).sum())
-        print(json.dumps({"job": "epoch", "steps": k + 1, "accuracy": correct / len(xte)}))
+        gen = torch.Generator().manual_seed(seed)
+        accuracy = []
+        for epoch in range(a.epochs):
+            order = torch.randperm(len(xtr), generator=gen) if a.shuffle else None
+            for k in range(min(steps, a.job_steps) if a.job_steps else steps):
+                rows = slice(k * B, k * B + B) if order is None else order[k * B:k * B + B]
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(xtr[rows]), ytr[rows]).backward()
+                opt.step()
+            correct = 0
+            with torch.inference_mode():
+                for r in range(0, len(xte), 256):
+                    correct += int((model(xte[r:r + 256]).argmax(1) == yte[r:r + 256]).sum())
+            accuracy.append(correct / len(xte))
+        print(json.dumps({"job": "epoch", "steps": k + 1, "accuracy": accuracy[-1], "accuracy_per_epoch": accuracy,
+                          "seed": seed, "init": a.init, "shuffle": a.shuffle}))
         return 0
     for k in range(a.warmup):
         step(k)
