@@ -3,8 +3,9 @@
 
 The network of a dl4c JSON configuration (conv2d, subsampling, dense, output layers; relu,
 leakyrelu, tanh, sigmoid, identity, softmax; nll/mcxent loss; sgd, nesterovs, adagrad, rmsprop
-and adam with dl4c's epsilons; l2 as weight decay on the weights only; Xavier-normal weights and
-zero biases) trained on Fashion-MNIST exactly as step_bench trains it: consecutive minibatches
+and adam with dl4c's epsilons; l2 as weight decay on the weights only; weights drawn as dl4c's
+Xavier, DL4J's: normal with variance 2 / (fan_in + fan_out), a convolution's fan_out divided by
+its stride's area; zero biases) trained on Fashion-MNIST exactly as step_bench trains it: consecutive minibatches
 of the training set from the initial weights, `--warmup` steps untimed, then `--steps` timed
 steps; then inference over consecutive test batches of `--infer-batch` (torch.inference_mode).
 
@@ -150,8 +151,14 @@ def main():
     torch.manual_seed(seed)
     model, shape = build(conf)
     if a.init == "xavier":
-        for n, p in model.named_parameters():
-            (nn.init.xavier_normal_ if n.endswith("weight") else nn.init.zeros_)(p)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    area = m.weight[0, 0].numel()   # kh * kw (1 for a dense layer)
+                    stride = m.stride[0] * m.stride[1] if isinstance(m, nn.Conv2d) else 1
+                    fan_in, fan_out = m.weight.shape[1] * area, m.weight.shape[0] * area / stride
+                    m.weight.normal_(0.0, (2.0 / (fan_in + fan_out)) ** 0.5)
+                    m.bias.zero_()
     opt = optimizer(conf, model)
     B = a.batch or conf.get("training", {}).get("batch_size_per_worker", 32)
     xtr, ytr = load(a.data, "train")
