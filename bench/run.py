@@ -11,10 +11,13 @@ Sections:
   convergence  the seed's settings (LeNet, batch 32 per worker, averaging every 5,
                save_updater) with 1, 2 and 4 workers: test accuracy per epoch (plain averaging
                and bmuf), and how many epochs 2 workers need to reach 1 worker's final accuracy
-  seeds        (not in the default set: ~15 min) the seed's LeNet with 1 worker, per seed
-               (--seeds, default 123,1,2,3,4,5): dl4c's test accuracy per epoch, and PyTorch's
-               with the same Xavier init and with PyTorch's own default init (bench/torch_peer.py
-               --job --shuffle, two runs at a time on one thread each); mean and spread per epoch
+  seeds        (not in the default set: ~35 min) the seed's LeNet with 1 worker, per seed
+               (--seeds, default 123,1,2,3,4,5): dl4c's test accuracy per epoch, with its own
+               data order and with numpy's (bench/same_start.py), and PyTorch's with the same
+               Xavier init and with PyTorch's own default init (bench/torch_peer.py --job
+               --shuffle, two runs at a time on one thread each); mean and spread per epoch; then
+               dl4c and PyTorch from the same initial weights over the same minibatches (seed 123,
+               bench/same_start.py --peer)
   spark        time per averaging round on Spark local[2]: parameter averaging (a job per
                round) and the barrier approach, against local threads on the same data
                (bench/spark_rounds.py)
@@ -92,14 +95,21 @@ def convergence(dl4c, tmp, epochs):
 
 
 def seeds(dl4c, tmp, epochs, seed_list):
-    """Accuracy per epoch of the seed's LeNet, 1 worker, over seeds: dl4c, PyTorch with the same
-    Xavier init, PyTorch with its default init (the spread the issue's single figures sit in)."""
+    """Accuracy per epoch of the seed's LeNet, 1 worker, over seeds: dl4c (its data order and
+    numpy's), PyTorch with the same Xavier init, PyTorch with its default init (the spread the
+    issue's single figures sit in); then dl4c and PyTorch from one start over the same batches."""
     torch_py = os.environ.get("DL4C_TORCH_PYTHON", "/usr/bin/python3")   # Debian's, with python3-torch
-    runs = {"dl4c xavier": {}, "torch xavier": {}, "torch default": {}}
+    runs = {"dl4c xavier": {}, "dl4c np order": {}, "torch xavier": {}, "torch default": {}}
     for sd in seed_list:
         _, ep, _ = train(dl4c, f"{tmp}/seed{sd}.jsonl", "--epochs", epochs, "--workers", 1, "--threads", 1,
                          "--seed", sd)
         runs["dl4c xavier"][sd] = [e["accuracy"] for e in ep]
+    same_start = [torch_py, os.path.join(ROOT, "bench/same_start.py"), "--epochs", str(epochs)]
+    binding = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"),
+                   DL4C_LIBRARY=os.path.join(os.path.dirname(dl4c), "libdl4c.so"))
+    numpy_order = run_script(same_start + ["--seeds", ",".join(map(str, seed_list)), "--order", "numpy"], env=binding)
+    for r in numpy_order["runs"]:
+        runs["dl4c np order"][r["seed"]] = r["dl4c"]
     jobs = [(init, sd) for init in ("xavier", "default") for sd in seed_list]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for i in range(0, len(jobs), 2):   # two single-thread PyTorch runs at a time on 2 cores
@@ -124,8 +134,10 @@ def seeds(dl4c, tmp, epochs, seed_list):
         summary[name] = {"mean": mean, "stdev": sd_}
         print(f"{name:>14} {'mean':>5} " + " ".join(f"{m:>7.4f}" for m in mean))
         print(f"{name:>14} {'sd':>5} " + " ".join(f"{v:>7.4f}" for v in sd_))
+    print("\n-- dl4c and PyTorch from the same initial weights, over the same minibatches (bench/same_start.py) --")
+    paired = run_script(same_start + ["--seeds", str(seed_list[0]), "--peer"], env=binding)
     return {"epochs": epochs, "seeds": seed_list, "runs": {k: {str(s): v for s, v in r.items()} for k, r in runs.items()},
-            "summary": summary}
+            "summary": summary, "same_start": paired["runs"]}
 
 
 def run_script(cmd, env=None):
