@@ -165,12 +165,23 @@ def speed(build, quick):
                       (["--quick"] if quick else []))
 
 
+def parse_seeds(v):
+    """'123,1,2' -> [123, 1, 2] (argparse type)."""
+    try:
+        seeds = [int(s) for s in v.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {v!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds are non-negative, got {v!r}")
+    return seeds
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="averaging and a short speed run only")
     ap.add_argument("--sections", default="speed,averaging,spark,convergence")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--seeds", default="123,1,2,3,4,5")
+    ap.add_argument("--seeds", type=parse_seeds, default="123,1,2,3,4,5")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     a = ap.parse_args()
     dl4c = os.path.join(a.build, "dl4c")
@@ -193,7 +204,7 @@ def main():
         if "convergence" in sections:
             results["convergence"] = convergence(dl4c, tmp, a.epochs)
         if "seeds" in sections:
-            results["seeds"] = seeds(dl4c, tmp, a.epochs, [int(v) for v in a.seeds.split(",")])
+            results["seeds"] = seeds(dl4c, tmp, a.epochs, a.seeds)
     tmp_path = path + ".tmp"
     json.dump(results, open(tmp_path, "w"), indent=1)
     os.replace(tmp_path, path)

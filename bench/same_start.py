@@ -64,12 +64,17 @@ def weight_diffs(net, layers):
     return out
 
 
+def seeds(v):
+    """'123,1,2' -> [123, 1, 2]; argparse reports anything else as an invalid seeds value."""
+    return [int(s) for s in v.split(",")]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=os.path.join(ROOT, "examples/lenet.json"))
     ap.add_argument("--data", default=torch_peer.DATA)
-    ap.add_argument("--seeds", default="123")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--seeds", type=seeds, default="123")
+    ap.add_argument("--epochs", type=torch_peer.positive, default=2)
     ap.add_argument("--order", choices=("numpy", "dl4c"), default="numpy")
     ap.add_argument("--peer", action="store_true")
     a = ap.parse_args()
@@ -81,7 +86,7 @@ def main():
     xtr, xte = xtr.reshape(-1, 1, 28, 28), xte.reshape(-1, 1, 28, 28)
     xtr_np, ytr_np, xte_np, yte_np = xtr.numpy(), ytr.numpy(), xte.numpy(), yte.numpy()
     results = []
-    for seed in (int(s) for s in a.seeds.split(",")):
+    for seed in a.seeds:
         conf = json.load(open(a.config))
         conf["seed"] = seed
         B = conf.get("training", {}).get("batch_size_per_worker", 32)
@@ -104,10 +109,7 @@ def main():
             line = f"seed {seed:>4} order {a.order} epoch {ep + 1}: dl4c {row['dl4c'][-1]:.4f}"
             if peer:
                 model, _, layers = peer
-                with torch.inference_mode():
-                    correct = sum(int((model(xte[r:r + 500]).argmax(1) == yte[r:r + 500]).sum())
-                                  for r in range(0, len(xte), 500))
-                row["torch"].append(correct / len(xte))
+                row["torch"].append(torch_peer.test_accuracy(model, xte, yte))
                 row["weight_diff"].append(weight_diffs(net, layers))
                 line += (f"  torch {row['torch'][-1]:.4f}  weights' relative difference "
                          + " ".join(f"{d:.1e}" for d in row["weight_diff"][-1]))

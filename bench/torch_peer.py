@@ -5,9 +5,10 @@ The network of a dl4c JSON configuration (conv2d, subsampling, dense, output lay
 leakyrelu, tanh, sigmoid, identity, softmax; nll/mcxent loss; sgd, nesterovs, adagrad, rmsprop
 and adam with dl4c's epsilons; l2 as weight decay on the weights only; weights drawn as dl4c's
 Xavier, DL4J's: normal with variance 2 / (fan_in + fan_out), a convolution's fan_out divided by
-its stride's area; zero biases) trained on Fashion-MNIST exactly as step_bench trains it: consecutive minibatches
-of the training set from the initial weights, `--warmup` steps untimed, then `--steps` timed
-steps; then inference over consecutive test batches of `--infer-batch` (torch.inference_mode).
+its stride's area; zero biases) trained on Fashion-MNIST exactly as step_bench trains it:
+consecutive minibatches of the training set from the initial weights, `--warmup` steps untimed,
+then `--steps` timed steps; then inference over consecutive test batches of `--infer-batch`
+(torch.inference_mode).
 
   torch_peer.py --config examples/lenet.json --threads 1 [--warmup 100 --steps 400]
                 [--infer-batch 256 --infer-steps 39] [--job]
@@ -105,6 +106,22 @@ def build(conf):
     return nn.Sequential(*layers), shape
 
 
+def test_accuracy(model, x, y, batch=256):
+    """The share of rows of x whose arg max output is their label y."""
+    correct = 0
+    with torch.inference_mode():
+        for r in range(0, len(x), batch):
+            correct += int((model(x[r:r + batch]).argmax(1) == y[r:r + batch]).sum())
+    return correct / len(x)
+
+
+def positive(v):
+    n = int(v)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return n
+
+
 def optimizer(conf, model):
     u = conf.get("updater", "sgd")
     u = {"type": u} if isinstance(u, str) else dict(u)
@@ -140,7 +157,7 @@ def main():
     ap.add_argument("--infer-steps", type=int, default=39)
     ap.add_argument("--job", action="store_true")
     ap.add_argument("--job-steps", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=positive, default=1)
     ap.add_argument("--shuffle", action="store_true")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--init", choices=("xavier", "default"), default="xavier")
@@ -185,11 +202,7 @@ def main():
                 opt.zero_grad(set_to_none=True)
                 F.cross_entropy(model(xtr[rows]), ytr[rows]).backward()
                 opt.step()
-            correct = 0
-            with torch.inference_mode():
-                for r in range(0, len(xte), 256):
-                    correct += int((model(xte[r:r + 256]).argmax(1) == yte[r:r + 256]).sum())
-            accuracy.append(correct / len(xte))
+            accuracy.append(test_accuracy(model, xte, yte))
         print(json.dumps({"job": "epoch", "steps": k + 1, "accuracy": accuracy[-1], "accuracy_per_epoch": accuracy,
                           "seed": seed, "init": a.init, "shuffle": a.shuffle}))
         return 0
