@@ -111,6 +111,8 @@ struct dl4c_backend {
      * when the backend's own ops do the threading (OpenBLAS, a GPU). The network uses it to
      * run slices of a minibatch side by side (see network.c). */
     void (*parallel)(const dl4c_backend *be, int n_tasks, void (*fn)(void *ctx, int task), void *ctx);
+    /* A hint: bytes at p (backend memory) will be read soon by this thread; NULL: no hint. */
+    void (*prefetch)(const dl4c_backend *be, const void *p, size_t bytes);
 
     /* ---- optional fused forms (NULL: the layers call the ops above one after another) ---- */
     /* y = act(conv2d_forward(x)): the same floats as conv2d_forward then act_forward. */

@@ -19,13 +19,15 @@ typedef struct net_buf {
     bool host_out;                   /* the mirror was handed out: copy it up at the next call */
 } net_buf;
 
-/* One slice of a minibatch: rows [r0, r0 + n), run through every layer by one thread. */
+/* One slice of a minibatch: rows [r0, r0 + n), run through layers [0, end) by one thread. */
 typedef struct slice {
     dl4c_net *net;
     dl4c_layer *layers;              /* net->layers, or copies writing the slice's own gradient,
                                       * saved and scratch buffers */
     const float *x;                  /* the whole minibatch's input */
     int r0, n;
+    int end;                         /* the slice's layers: [0, end); the rest (the tail) run
+                                      * over the whole minibatch */
     double timing[2 * DL4C_MAX_LAYERS]; /* this slice's seconds per layer, when timing */
 } slice;
 
@@ -421,14 +423,46 @@ void dl4c_net_set_timing(dl4c_net *net, double *seconds) { net->timing = seconds
  * batch 32 and 2 threads: 345; the MLP of examples/, 784-1000-500-10 at batch 64: 64, whose
  * large products split well over the threads anyway). Measured on the 2-core VM, training images/s
  * on 2 threads, slices / split ops: LeNet 29.7k / 25.2k, wide CNN 6.3k / 6.0k, MLP (forced
- * slices) 15.3k / 20.8k; inference at batch 256 gains 5-13% on all three. */
+ * slices) 15.3k / 20.8k; inference at batch 256 gains 5-13% on all three.
+ *
+ * The tail: with slices of fewer than TAIL_MAX_ROWS rows (training), the dense and output layers
+ * after the last other layer run over the whole minibatch after the slices' forward (and before
+ * their backward), their products split over the threads by the backend (each thread a share of
+ * the output columns, all rows). A slice's share of
+ * LeNet's dense layer is only 1.3 MFLOP, yet each slice had to read all of W (half of it just
+ * written by the other core's updater) and prepare it for the product (a scan for subnormal
+ * weights and a scaled copy): 23 us a slice, against 17.5-19 us for the whole minibatch split
+ * (each thread preparing half of W), and the tail's gradients are the one-thread floats (no sum
+ * of slice gradients). Each slice prefetches the tail's first weights when its own layers are
+ * done: the first slice to get there waits for the others anyway (at LeNet's dense layer the
+ * slices are 14 us apart on average). Measured on the 2-core VM (bench/run.py, 2 threads): the
+ * dense layer's share of the sgemm ceiling, forward / backward, LeNet 31/35% -> 35/39%, the wide
+ * CNN 33/33% -> 46/48% (its training +8% images/s); with slices of 128 rows (inference at batch
+ * 256) the slices did better: LeNet -6%, the MLP -13%, the wide CNN -6% with the tail. */
 #define SLICE_MIN_ROWS 8
 #define SLICE_WORK_PER_PARAM 150.0
+#define TAIL_MAX_ROWS 64
+
+/* The first layer of the tail: the trailing run of dense and output layers (n_layers when the
+ * last layer is of another type; 0 when all are). */
+static int tail_start(const dl4c_net *net) {
+    int t = net->n_layers;
+    while (t > 0 && (net->layers[t - 1].conf.type == DL4C_LAYER_DENSE ||
+                     net->layers[t - 1].conf.type == DL4C_LAYER_OUTPUT))
+        t--;
+    return t;
+}
+
+/* The layers slices of n / S rows run: [0, slice_end) (the rest is the tail). */
+static int slice_end(const dl4c_net *net, int n, int S) {
+    return S > 1 && (n + S - 1) / S < TAIL_MAX_ROWS ? tail_start(net) : net->n_layers;
+}
 
 static int slice_count(const dl4c_net *net, int n) {
     if (!net->be->parallel || net->threads < 2) return 1;
     int S = net->threads < n / SLICE_MIN_ROWS ? net->threads : n / SLICE_MIN_ROWS;
     while (S > 1 && net->flops * (double)(n / S) < SLICE_WORK_PER_PARAM * (double)net->n_params) S--;
+    if (S > 1 && slice_end(net, n, S) == 0) S = 1;   /* all tail: the ops split over the threads */
     return S > 1 ? S : 1;
 }
 
@@ -470,9 +504,11 @@ static slice *slices_plan(dl4c_net *net, const float *x, int n, int *S) {
     int k = slice_count(net, n);
     if (k > 1 && !slices_reserve(net, k, (n + k - 1) / k)) k = 1;
     slice *h = k > 1 ? net->slices : &net->solo;
+    const int end = slice_end(net, n, k);
     for (int s = 0; s < k; s++) {
         slice *t = &h[s];
         t->net = net;
+        t->end = end;
         t->x = x;
         t->r0 = (int)((int64_t)n * s / k);
         t->n = (int)((int64_t)n * (s + 1) / k) - t->r0;
@@ -500,7 +536,7 @@ static void slice_forward(void *ctx, int s) {
     slice *h = (slice *)ctx + s;
     dl4c_net *net = h->net;
     const float *in = h->x + h->r0 * h->layers[0].in_size;
-    for (int i = 0; i < net->n_layers; i++) {
+    for (int i = 0; i < h->end; i++) {
         dl4c_layer *l = &h->layers[i];
         float *y = net->acts[i] + h->r0 * l->out_size;
         const double t0 = net->timing ? dl4c_now() : 0;
@@ -508,17 +544,28 @@ static void slice_forward(void *ctx, int s) {
         if (net->timing) h->timing[i] += dl4c_now() - t0;
         in = y;
     }
+    if (h->end < net->n_layers && net->be->prefetch) {   /* the tail's first weights (see above) */
+        const dl4c_layer *l = &net->layers[h->end];
+        net->be->prefetch(net->be, l->w, sizeof(float) * (size_t)(l->n_weights + l->n_bias));
+    }
 }
 
-/* Given net->dout (the output layer's dL/dz): every layer's backward over the slice's rows, with
- * dL/d(activation) ping-ponging in the slice's own rows of the two delta buffers. */
+/* The backward of the slice's layers over its rows, given dL/dy of its last layer: net->dout
+ * (the output layer's dL/dz) without a tail, else the tail's dL/dx, in the slice's own rows of
+ * the delta buffer tail_backward wrote last (see tail_backward); dL/d(activation) ping-pongs in
+ * the slice's own rows of the two delta buffers. */
 static void slice_backward(void *ctx, int s) {
     slice *h = (slice *)ctx + s;
     dl4c_net *net = h->net;
-    const int last = net->n_layers - 1;
+    const int last = h->end - 1;
     float *buf[2] = {net->delta[0] + h->r0 * net->max_size, net->delta[1] + h->r0 * net->max_size};
     float *d = net->dout + h->r0 * h->layers[last].out_size;
-    for (int i = last, k = 0; i >= 0; i--, k ^= 1) {
+    int k0 = 0;
+    if (h->end < net->n_layers) {
+        k0 = (net->n_layers - h->end) & 1;
+        d = buf[k0 ^ 1];
+    }
+    for (int i = last, k = k0; i >= 0; i--, k ^= 1) {
         dl4c_layer *l = &h->layers[i];
         const float *in = i ? net->acts[i - 1] + h->r0 * h->layers[i - 1].out_size : h->x + h->r0 * l->in_size;
         const double t0 = net->timing ? dl4c_now() : 0;
@@ -544,14 +591,45 @@ static void slices_timing(dl4c_net *net, const slice *h, int S, int lo, int hi) 
     }
 }
 
-/* grads += the gradients of slices 1..S-1, added in slice order, in chunks of SUM_CHUNK. */
+/* The tail's forward (layers [from, n_layers)) over the whole minibatch of n, on the caller;
+ * the backend splits each op over the threads. */
+static void tail_forward(dl4c_net *net, int from, int n) {
+    for (int i = from; i < net->n_layers; i++) {
+        dl4c_layer *l = &net->layers[i];
+        const double t0 = net->timing ? dl4c_now() : 0;
+        l->ops->forward(l, net->acts[i - 1], net->acts[i], n);
+        if (net->timing) net->timing[i] += dl4c_now() - t0;
+    }
+}
+
+/* The tail's backward from net->dout down to layer `from`, whose dL/dx ends in
+ * net->delta[(n_layers - 1 - from) & 1], each slice's rows where the slice keeps its own
+ * (r0 * max_size on): the product writes them packed, then they are moved, last slice first
+ * (a slice's rows only move up, past the packed rows of the slices before it). */
+static void tail_backward(dl4c_net *net, const slice *h, int S, int from, int n) {
+    float *d = net->dout;
+    for (int i = net->n_layers - 1, k = 0; i >= from; i--, k ^= 1) {
+        dl4c_layer *l = &net->layers[i];
+        const double t0 = net->timing ? dl4c_now() : 0;
+        l->ops->backward(l, net->acts[i - 1], net->acts[i], d, net->delta[k], n);
+        if (i == from)
+            for (int s = S - 1; s > 0; s--)
+                memmove(net->delta[k] + h[s].r0 * net->max_size, net->delta[k] + h[s].r0 * l->in_size,
+                        sizeof(float) * (size_t)(h[s].n * l->in_size));
+        if (net->timing) net->timing[net->n_layers + i] += dl4c_now() - t0;
+        d = net->delta[k];
+    }
+}
+
+/* grads[0, n) += the gradients of slices 1..S-1 (the slices' layers' parameters come first),
+ * added in slice order, in chunks of SUM_CHUNK. */
 #define SUM_CHUNK 8192
-typedef struct grad_sum { dl4c_net *net; int S; } grad_sum;
+typedef struct grad_sum { dl4c_net *net; int S; int64_t n; } grad_sum;
 
 static void grad_sum_task(void *ctx, int t) {
     const grad_sum *g = ctx;
     const dl4c_net *net = g->net;
-    const int64_t lo = (int64_t)t * SUM_CHUNK, hi = lo + SUM_CHUNK < net->n_params ? lo + SUM_CHUNK : net->n_params;
+    const int64_t lo = (int64_t)t * SUM_CHUNK, hi = lo + SUM_CHUNK < g->n ? lo + SUM_CHUNK : g->n;
     float *dst = net->grads.dev;
     for (int s = 1; s < g->S; s++) {
         const float *src = net->slice_grads + (s - 1) * net->n_params;
@@ -563,7 +641,8 @@ static void grad_sum_task(void *ctx, int t) {
 static slice *forward(dl4c_net *net, const float *x, int n, int *S) {
     slice *h = slices_plan(net, x, n, S);
     slices_run(net, h, *S, slice_forward);
-    slices_timing(net, h, *S, 0, net->n_layers);
+    slices_timing(net, h, *S, 0, h->end);
+    tail_forward(net, h->end, n);
     return h;
 }
 
@@ -661,11 +740,12 @@ dl4c_status dl4c_net_compute_gradient(dl4c_net *net, const float *x, const float
         if (score) *score = sc;
     }
     dl4c_output_delta(o, net->acts[last], y, n, net->dout);
+    tail_backward(net, h, S, h->end, n);
     slices_run(net, h, S, slice_backward);
-    slices_timing(net, h, S, net->n_layers, 2 * net->n_layers);
+    slices_timing(net, h, S, net->n_layers, net->n_layers + h->end);
     if (S > 1) {
-        grad_sum g = {.net = net, .S = S};
-        net->be->parallel(net->be, (int)((net->n_params + SUM_CHUNK - 1) / SUM_CHUNK), grad_sum_task, &g);
+        grad_sum g = {.net = net, .S = S, .n = h->end < net->n_layers ? net->layers[h->end].offset : net->n_params};
+        net->be->parallel(net->be, (int)((g.n + SUM_CHUNK - 1) / SUM_CHUNK), grad_sum_task, &g);
     }
     /* Regularization gradients on weights: g += l2 w + l1 sign(w). */
     for (int i = 0; i < net->n_layers; i++) {
