@@ -436,9 +436,11 @@ void dl4c_net_set_timing(dl4c_net *net, double *seconds) { net->timing = seconds
  * of slice gradients). Each slice prefetches the tail's first weights when its own layers are
  * done: the first slice to get there waits for the others anyway (at LeNet's dense layer the
  * slices are 14 us apart on average). Measured on the 2-core VM (bench/run.py, 2 threads): the
- * dense layer's share of the sgemm ceiling, forward / backward, LeNet 31/35% -> 35/39%, the wide
- * CNN 33/33% -> 46/48% (its training +8% images/s); with slices of 128 rows (inference at batch
- * 256) the slices did better: LeNet -6%, the MLP -13%, the wide CNN -6% with the tail. */
+ * dense layer's share of the sgemm ceiling, forward / backward, LeNet 31/35% -> 35-37/39-40%,
+ * the wide CNN 33/33% -> 43-44/48-49%; training images/s on 2 threads (step_bench, interleaved
+ * with the previous code) +3% for LeNet, +2.5% for the wide CNN. With slices of 128 rows
+ * (inference at batch 256) the slices did better: LeNet -6%, the MLP -13%, the wide CNN -6%
+ * with the tail. */
 #define SLICE_MIN_ROWS 8
 #define SLICE_WORK_PER_PARAM 150.0
 #define TAIL_MAX_ROWS 64
